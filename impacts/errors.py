@@ -1,0 +1,43 @@
+"""Error hierarchy: one root, narrow subclasses that also inherit a built-in.
+
+Every message says what is wrong, which file, and how to fix it; the CLI prints it on
+one line and exits non-zero, the service maps it to an HTTP error.
+"""
+
+from __future__ import annotations
+
+
+class ImpactsError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class ConfigError(ImpactsError, ValueError):
+    """A config file or a ``--set`` override is invalid."""
+
+
+class SceneError(ImpactsError, ValueError):
+    """A scene (image/mask pair) cannot be used as it is."""
+
+
+class SceneNotFoundError(SceneError, FileNotFoundError):
+    """A scene file or folder does not exist, or a folder holds no scene."""
+
+
+class MaskMissingError(SceneError, FileNotFoundError):
+    """A scene has no ``NAME_mask.tif`` beside it."""
+
+
+class GridMismatchError(SceneError):
+    """The mask is not on the image's grid (size, transform or CRS differ)."""
+
+
+class RasterFormatError(SceneError):
+    """A raster has the wrong band count or data type."""
+
+
+class CorruptRasterError(SceneError, OSError):
+    """A raster cannot be decoded (truncated, corrupt, not a raster)."""
+
+
+class PatchSetError(ImpactsError, ValueError):
+    """A patch set (shards + manifest) is missing, incomplete or inconsistent."""

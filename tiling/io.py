@@ -1,0 +1,229 @@
+"""Raster I/O: the only module that opens rasters.
+
+Finding scenes in a folder, opening and validating image/mask pairs, windowed reads and
+window-by-window GeoTIFF writing, all under a bounded GDAL block cache so memory does not
+grow with scene size.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.errors import RasterioError
+from rasterio.transform import Affine
+from rasterio.windows import Window
+
+from impacts.errors import (
+    CorruptRasterError,
+    GridMismatchError,
+    MaskMissingError,
+    RasterFormatError,
+    SceneNotFoundError,
+)
+
+log = logging.getLogger(__name__)
+
+MASK_SUFFIX = "_mask"
+#: Suffixes of files that sit beside scenes but are not scenes themselves.
+NON_SCENE_SUFFIXES = (MASK_SUFFIX, "_prob")
+SUPPORTED_DTYPES = ("uint8", "uint16")
+#: GDAL block cache in MB: enough for a stripe of blocks, small enough to keep RSS flat.
+GDAL_CACHE_MB = 128
+
+
+@contextmanager
+def gdal_env() -> Iterator[None]:
+    """GDAL settings for every raster access: bounded block cache, no sidecar probing."""
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
+        yield
+
+
+@dataclass(frozen=True)
+class SceneFiles:
+    """An image path and its mask path (None when the mask is missing)."""
+
+    name: str
+    image: Path
+    mask: Path | None
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    """Grid and format of an opened scene."""
+
+    name: str
+    height: int
+    width: int
+    dtype: str
+    nodata: float
+    crs: CRS | None
+    transform: Affine
+    block_shape: tuple[int, int]
+
+
+def find_scenes(folder: Path) -> list[SceneFiles]:
+    """List the scenes of a folder: every ``NAME.tif`` with its ``NAME_mask.tif``.
+
+    Args:
+        folder: Folder holding the scenes.
+
+    Returns:
+        Scenes sorted by name; ``mask`` is None where the mask file is missing.
+
+    Raises:
+        SceneNotFoundError: The folder does not exist or holds no ``.tif`` scene.
+    """
+    if not folder.is_dir():
+        raise SceneNotFoundError(
+            f"scene folder {folder} does not exist; pass the folder that holds NAME.tif and NAME_mask.tif files"
+        )
+    scenes = []
+    for image in sorted(folder.glob("*.tif")):
+        if image.stem.endswith(NON_SCENE_SUFFIXES):
+            continue
+        mask = image.with_name(image.stem + MASK_SUFFIX + ".tif")
+        scenes.append(SceneFiles(image.stem, image, mask if mask.is_file() else None))
+    if not scenes:
+        raise SceneNotFoundError(
+            f"scene folder {folder} holds no NAME.tif scene; generate some with `impacts synth --out {folder}`"
+        )
+    return scenes
+
+
+def _open(path: Path) -> Any:
+    try:
+        return rasterio.open(path)
+    except RasterioError as exc:
+        raise CorruptRasterError(
+            f"{path}: cannot be opened as a raster ({exc}); re-export or re-download the file"
+        ) from exc
+
+
+def _check_single_band(ds: Any, path: Path, what: str) -> None:
+    if ds.count != 1:
+        raise RasterFormatError(
+            f"{path}: {what} has {ds.count} bands, expected 1; extract the band to use, e.g. gdal_translate -b 1"
+        )
+
+
+@contextmanager
+def open_scene(files: SceneFiles) -> Iterator[tuple[Any, Any, SceneInfo]]:
+    """Open and validate an image/mask pair.
+
+    Args:
+        files: The scene's paths.
+
+    Yields:
+        ``(image_dataset, mask_dataset, info)``.
+
+    Raises:
+        MaskMissingError: No mask file.
+        RasterFormatError: Several bands, or an image type other than uint8/uint16.
+        GridMismatchError: The mask's size, transform or CRS differ from the image's.
+        CorruptRasterError: A file cannot be opened.
+    """
+    if files.mask is None:
+        raise MaskMissingError(
+            f"{files.image}: no mask {files.name}{MASK_SUFFIX}.tif beside it; add the mask (0 = background, non-zero = impact) or move the scene out of the folder"
+        )
+    with gdal_env():
+        image = _open(files.image)
+        try:
+            mask = _open(files.mask)
+            try:
+                _check_single_band(image, files.image, "image")
+                _check_single_band(mask, files.mask, "mask")
+                dtype = image.dtypes[0]
+                if dtype not in SUPPORTED_DTYPES:
+                    raise RasterFormatError(
+                        f"{files.image}: pixel type {dtype}, expected uint8 or uint16; rescale it, e.g. gdal_translate -ot Byte -scale"
+                    )
+                if (mask.height, mask.width) != (image.height, image.width):
+                    raise GridMismatchError(
+                        f"{files.mask}: {mask.height}x{mask.width} px but the image is {image.height}x{image.width}; resample the mask onto the image grid"
+                    )
+                if not mask.transform.almost_equals(image.transform) or mask.crs != image.crs:
+                    raise GridMismatchError(
+                        f"{files.mask}: georeference differs from {files.image.name}; warp the mask onto the image grid (gdalwarp -te/-tr from the image)"
+                    )
+                info = SceneInfo(
+                    name=files.name,
+                    height=image.height,
+                    width=image.width,
+                    dtype=dtype,
+                    nodata=float(image.nodata) if image.nodata is not None else 0.0,
+                    crs=image.crs,
+                    transform=image.transform,
+                    block_shape=tuple(image.block_shapes[0]),
+                )
+                yield image, mask, info
+            finally:
+                mask.close()
+        finally:
+            image.close()
+
+
+def read_window(ds: Any, row: int, col: int, height: int, width: int) -> np.ndarray:
+    """Read band 1 of a window; a decoding failure becomes a CorruptRasterError naming the file."""
+    try:
+        return np.asarray(ds.read(1, window=Window(col, row, width, height)))
+    except RasterioError as exc:
+        raise CorruptRasterError(
+            f"{ds.name}: window at row {row}, col {col} cannot be decoded ({exc}); the file is truncated or corrupt, re-export it"
+        ) from exc
+
+
+def geotiff_profile(
+    height: int,
+    width: int,
+    dtype: str,
+    crs: CRS | None,
+    transform: Affine,
+    nodata: float | None,
+    block_px: int = 256,
+) -> dict[str, Any]:
+    """Profile of an internally tiled, deflate-compressed single-band GeoTIFF."""
+    return {
+        "driver": "GTiff",
+        "height": height,
+        "width": width,
+        "count": 1,
+        "dtype": dtype,
+        "crs": crs,
+        "transform": transform,
+        "nodata": nodata,
+        "tiled": True,
+        "blockxsize": block_px,
+        "blockysize": block_px,
+        "compress": "deflate",
+        "predictor": 2,
+        "interleave": "band",
+        "BIGTIFF": "IF_SAFER",
+    }
+
+
+@contextmanager
+def open_geotiff_writer(path: Path, profile: dict[str, Any]) -> Iterator[Any]:
+    """Open a GeoTIFF for window-by-window writing under the bounded GDAL cache.
+
+    The file is written as ``path.partial`` and renamed on success, so an interrupted
+    write never leaves a file that looks complete.
+    """
+    partial = path.with_name(path.name + ".partial")
+    with gdal_env(), rasterio.open(partial, "w", **profile) as dst:
+        yield dst
+    partial.replace(path)
+
+
+def write_window(ds: Any, array: np.ndarray, row: int, col: int) -> None:
+    """Write ``array`` into band 1 at ``(row, col)``."""
+    height, width = array.shape
+    ds.write(array, 1, window=Window(col, row, width, height))

@@ -1,0 +1,190 @@
+"""``impacts synth``: CTX-like synthetic Mars scenes, the embedded default data set.
+
+Each scene is a single-band uint8 GeoTIFF on an equirectangular Mars grid with its impact
+mask, an object list (every planted impact, crater, shadow and dune field) and a line in
+``data.csv``. Scenes are written window by window, so memory stays bounded whatever their size.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rasterio.crs import CRS
+from rasterio.transform import Affine
+
+from tiling.config import SynthConfig
+from tiling.io import geotiff_profile, open_geotiff_writer, write_window
+from tiling.synth_objects import PlantedObject, make_footprint, plant_objects
+from tiling.synth_render import SceneSpec, render_window
+
+log = logging.getLogger(__name__)
+
+MARS_RADIUS_M = 3_396_190.0
+#: Equirectangular projection on the Mars sphere, true scale at the equator.
+MARS_EQC = CRS.from_proj4(
+    f"+proj=eqc +lat_ts=0 +lat_0=0 +lon_0=0 +x_0=0 +y_0=0 +R={MARS_RADIUS_M:.0f} +units=m +no_defs"
+)
+OBJECT_COLUMNS = ["id", "kind", "row", "col", "radius_px", "x", "y"]
+
+
+@dataclass(frozen=True)
+class CtxName:
+    """A CTX-style product name, e.g. ``D17_033980_1956_XI_15N262W``."""
+
+    text: str
+    lat_deg: float
+    lon_east_deg: float
+
+
+def ctx_name(rng: np.random.Generator) -> CtxName:
+    """Draw a CTX-like product id: mission phase, orbit, centre latitude code, mode, lat/lon."""
+    phase = f"{rng.choice(list('BDFGJP'))}{int(rng.integers(1, 23)):02d}"
+    orbit = int(rng.integers(10_000, 40_000))
+    lat = int(rng.integers(-45, 46))
+    lon_w = int(rng.integers(0, 360))
+    mode = rng.choice(["XI", "XN"])
+    code = 1800 + round(lat * 4.5)
+    text = f"{phase}_{orbit:06d}_{code:04d}_{mode}_{abs(lat):02d}{'N' if lat >= 0 else 'S'}{lon_w:03d}W"
+    lon_east = (-lon_w + 180) % 360 - 180
+    return CtxName(text, float(lat), float(lon_east))
+
+
+def scene_transform(name: CtxName, height: int, width: int, res_m: float) -> Affine:
+    """Geotransform that centres the scene on its name's latitude/longitude (eqc metres)."""
+    x_c = MARS_RADIUS_M * math.radians(name.lon_east_deg)
+    y_c = MARS_RADIUS_M * math.radians(name.lat_deg)
+    return Affine(res_m, 0.0, x_c - width / 2 * res_m, 0.0, -res_m, y_c + height / 2 * res_m)
+
+
+def scene_spec(cfg: SynthConfig, index: int) -> tuple[CtxName, SceneSpec]:
+    """Draw the name, size, footprint and objects of scene ``index`` (a pure function of
+    the config's seed and the index)."""
+    rng = np.random.default_rng([cfg.seed, index])
+    name = ctx_name(rng)
+    if cfg.size is not None:
+        height, width = cfg.size
+    else:
+        height = int(rng.integers(cfg.min_size[0], cfg.max_size[0] + 1))
+        width = int(rng.integers(cfg.min_size[1], cfg.max_size[1] + 1))
+    footprint = make_footprint(height, width, rng)
+    objects = plant_objects(
+        height, width, footprint, cfg.difficulty, rng, cfg.impact_fraction, cfg.max_impacts
+    )
+    sun = float(rng.uniform(0, 2 * math.pi))
+    seed = int(rng.integers(0, 2**31 - 1))
+    return name, SceneSpec(height, width, seed, footprint, tuple(objects), sun)
+
+
+def write_objects(path: Path, objects: tuple[PlantedObject, ...], transform: Affine) -> None:
+    """Write the object list as CSV: id, kind, centre (px and map metres), radius in px."""
+    tmp = path.with_name(path.name + ".partial")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(OBJECT_COLUMNS)
+        for obj in objects:
+            x, y = transform * (obj.col, obj.row)
+            writer.writerow(
+                [
+                    obj.id,
+                    obj.kind,
+                    f"{obj.row:.2f}",
+                    f"{obj.col:.2f}",
+                    f"{obj.radius_px:.2f}",
+                    f"{x:.2f}",
+                    f"{y:.2f}",
+                ]
+            )
+    tmp.replace(path)
+
+
+@dataclass(frozen=True)
+class SceneSummary:
+    """What was written for one scene."""
+
+    file_name: str
+    height: int
+    width: int
+    has_mask: bool
+    impact_fraction: float
+    counts: dict[str, int]
+
+
+def write_scene(
+    out_dir: Path, name: CtxName, spec: SceneSpec, cfg: SynthConfig, with_mask: bool
+) -> SceneSummary:
+    """Render and write one scene (image, mask unless ``with_mask`` is false, object list)
+    window by window; files appear under their final names only when complete."""
+    transform = scene_transform(name, spec.height, spec.width, cfg.res_m)
+    image_profile = geotiff_profile(spec.height, spec.width, "uint8", MARS_EQC, transform, nodata=0)
+    mask_profile = geotiff_profile(spec.height, spec.width, "uint8", MARS_EQC, transform, nodata=None)
+    impact_px = 0
+    step = cfg.window_px
+    with ExitStack() as stack:
+        img_ds = stack.enter_context(open_geotiff_writer(out_dir / f"{name.text}.tif", image_profile))
+        mask_ds = (
+            stack.enter_context(open_geotiff_writer(out_dir / f"{name.text}_mask.tif", mask_profile))
+            if with_mask
+            else None
+        )
+        for row in range(0, spec.height, step):
+            for col in range(0, spec.width, step):
+                h, w = min(step, spec.height - row), min(step, spec.width - col)
+                image, mask = render_window(spec, row, col, h, w)
+                write_window(img_ds, image, row, col)
+                if mask_ds is not None:
+                    write_window(mask_ds, mask, row, col)
+                impact_px += int(mask.sum())
+    write_objects(out_dir / f"{name.text}_objects.csv", spec.objects, transform)
+    kinds = [o.kind for o in spec.objects]
+    return SceneSummary(
+        name.text,
+        spec.height,
+        spec.width,
+        with_mask,
+        impact_px / (spec.height * spec.width),
+        {k: kinds.count(k) for k in ("impact", "crater", "shadow", "dune")},
+    )
+
+
+def synth_scenes(
+    out_dir: Path, cfg: SynthConfig, progress: Callable[[int], object] | None = None
+) -> list[SceneSummary]:
+    """Write ``cfg.count`` scenes, their masks, object lists and ``data.csv`` into ``out_dir``.
+
+    Args:
+        out_dir: Output folder (created).
+        cfg: Generator settings.
+        progress: Called with 1 after each scene (progress bar hook).
+
+    Returns:
+        One summary per scene.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summaries: list[SceneSummary] = []
+    for index in range(cfg.count):
+        name, spec = scene_spec(cfg, index)
+        summary = write_scene(out_dir, name, spec, cfg, with_mask=index < cfg.count - cfg.without_mask)
+        summaries.append(summary)
+        log.info(
+            "scene %s: %dx%d px, %d impacts, %.3f%% impact pixels%s",
+            name.text,
+            spec.height,
+            spec.width,
+            summary.counts["impact"],
+            100 * summary.impact_fraction,
+            "" if summary.has_mask else " (no mask, on request)",
+        )
+        if progress:
+            progress(1)
+    with (out_dir / "data.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["file_name", "height", "width"])
+        writer.writerows([s.file_name, s.height, s.width] for s in summaries)
+    return summaries

@@ -1,0 +1,181 @@
+"""Rendering a window of a synthetic scene: terrain, planted objects, no-data border.
+
+Every pixel is a pure function of its scene coordinates, the scene seed and the object list,
+so a scene can be written window by window in bounded memory and any window renders the
+same bytes whichever order the windows come in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from tiling.synth_objects import Footprint, PlantedObject
+
+# (lattice spacing in px, amplitude in grey levels) of the value-noise octaves.
+TERRAIN_OCTAVES: tuple[tuple[int, float], ...] = ((512, 30.0), (128, 14.0), (32, 7.0), (8, 4.0))
+WHITE_NOISE_AMPLITUDE = 3.0
+TERRAIN_MEAN = 130.0
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """Everything that defines a scene's pixels."""
+
+    height: int
+    width: int
+    seed: int
+    footprint: Footprint
+    objects: tuple[PlantedObject, ...]
+    sun_azimuth_rad: float
+
+
+def _hash_unit(iy: np.ndarray, ix: np.ndarray, salt: int) -> np.ndarray:
+    """Deterministic uniform [0, 1) value per integer lattice point (a 64-bit mix hash)."""
+    with np.errstate(over="ignore"):
+        h = (iy.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (
+            ix.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
+        )
+        h ^= np.uint64(salt & 0xFFFFFFFFFFFF) * np.uint64(0x165667B19E3779F9)
+        h ^= h >> np.uint64(29)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(32)
+    return (h >> np.uint64(40)).astype(np.float32) / np.float32(1 << 24)
+
+
+def value_noise(row0: int, col0: int, height: int, width: int, spacing: int, salt: int) -> np.ndarray:
+    """Smooth value noise in [-1, 1) on the window, interpolated separably between lattice
+    points ``spacing`` px apart (smoothstep weights)."""
+    fy = (row0 + np.arange(height)) / spacing
+    fx = (col0 + np.arange(width)) / spacing
+    iy, ix = np.floor(fy).astype(np.int64), np.floor(fx).astype(np.int64)
+    ty, tx = (fy - iy).astype(np.float32), (fx - ix).astype(np.float32)
+    ty, tx = ty * ty * (3 - 2 * ty), tx * tx * (3 - 2 * tx)
+    ly = np.arange(iy[0], iy[-1] + 2)
+    lx = np.arange(ix[0], ix[-1] + 2)
+    lattice = _hash_unit(ly[:, None], lx[None, :], salt) * 2 - 1
+    jx = ix - ix[0]
+    along_x = lattice[:, jx] * (1 - tx) + lattice[:, jx + 1] * tx
+    jy = iy - iy[0]
+    return along_x[jy] * (1 - ty)[:, None] + along_x[jy + 1] * ty[:, None]
+
+
+def terrain(row0: int, col0: int, height: int, width: int, seed: int) -> np.ndarray:
+    """Grey-level terrain (float32) with albedo variations at several scales."""
+    out = np.full((height, width), TERRAIN_MEAN, dtype=np.float32)
+    for octave, (spacing, amplitude) in enumerate(TERRAIN_OCTAVES):
+        out += amplitude * value_noise(row0, col0, height, width, spacing, seed * 31 + octave)
+    rows = (row0 + np.arange(height))[:, None]
+    cols = (col0 + np.arange(width))[None, :]
+    out += WHITE_NOISE_AMPLITUDE * (2 * _hash_unit(rows, cols, seed * 31 + 17) - 1)
+    return out
+
+
+def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
+    t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def _angle_diff(a: np.ndarray, b: float) -> np.ndarray:
+    return np.abs((a - b + np.pi) % (2 * np.pi) - np.pi)
+
+
+def _impact(obj: PlantedObject, dr: np.ndarray, dc: np.ndarray, img: np.ndarray) -> np.ndarray:
+    """Darken a fresh blast zone (irregular, sometimes rayed) with a tiny central crater;
+    return its mask (darkening at least half the peak)."""
+    rng = np.random.default_rng(obj.seed)
+    rho = np.hypot(dr, dc)
+    phi = np.arctan2(dr, dc)
+    p1, p2 = rng.uniform(0, 2 * np.pi, 2)
+    r_eff = obj.radius_px * (1 + 0.16 * np.sin(3 * phi + p1) + 0.08 * np.sin(5 * phi + p2))
+    dark = obj.depth * (1 - _smoothstep(0.55, 1.0, rho / r_eff))
+    for ray_angle in rng.uniform(0, 2 * np.pi, obj.detail):
+        length = obj.radius_px * rng.uniform(1.6, 2.5)
+        width = rng.uniform(0.07, 0.14)
+        # Width in px never below 1.5, so a ray's mask stays one 8-connected piece.
+        perp_px = _angle_diff(phi, ray_angle) * rho
+        ray = np.exp(-((perp_px / np.maximum(1.5, width * rho)) ** 2))
+        ray *= 1 - _smoothstep(0.55 * length, length, rho)
+        dark = np.maximum(dark, 0.85 * obj.depth * ray)
+    img *= 1 - dark
+    crater_r = max(1.5, 0.14 * obj.radius_px)
+    img += np.where(rho < crater_r, -35.0, 0.0) + 30.0 * np.exp(-(((rho - 1.4 * crater_r) / 0.8) ** 2))
+    return dark >= 0.5 * obj.depth
+
+
+def _crater(obj: PlantedObject, dr: np.ndarray, dc: np.ndarray, img: np.ndarray, sun: float) -> None:
+    """Shade an old bowl crater lit from ``sun``: the wall on the sun side is in shadow, the
+    far wall bright, the raised rim the other way round; sometimes central ripples."""
+    rho = np.hypot(dr, dc) / obj.radius_px
+    facing = np.cos(np.arctan2(dr, dc) - sun)
+    wall = np.where(rho < 1, rho**1.5, 0.0)
+    rim = np.where((rho >= 1) & (rho < 1.45), 1 - (rho - 1) / 0.45, 0.0)
+    img += obj.depth * (-facing * wall + 0.55 * facing * rim)
+    img *= np.where(rho < 1, 0.93, 1.0)
+    if obj.detail:
+        img += 0.25 * obj.depth * np.cos(2 * np.pi * rho * obj.detail) * np.clip(1 - rho, 0, 1)
+
+
+def _ellipse_coords(obj: PlantedObject, dr: np.ndarray, dc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    cos, sin = math.cos(obj.angle_rad), math.sin(obj.angle_rad)
+    u = dc * cos + dr * sin
+    v = -dc * sin + dr * cos
+    return u, np.hypot(u / obj.radius_px, v / (obj.aspect * obj.radius_px))
+
+
+def _shadow(obj: PlantedObject, dr: np.ndarray, dc: np.ndarray, img: np.ndarray) -> None:
+    _, dist = _ellipse_coords(obj, dr, dc)
+    img *= 1 - obj.depth * (1 - _smoothstep(0.7, 1.0, dist))
+
+
+def _dune(obj: PlantedObject, dr: np.ndarray, dc: np.ndarray, img: np.ndarray) -> None:
+    u, dist = _ellipse_coords(obj, dr, dc)
+    wavelength = 2 * obj.radius_px / obj.detail
+    stripes = (0.5 + 0.5 * np.sin(2 * np.pi * u / wavelength)) ** 3
+    img *= 1 - obj.depth * stripes * (1 - _smoothstep(0.6, 1.0, dist))
+
+
+def render_window(
+    spec: SceneSpec, row0: int, col0: int, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Render the image (uint8, 0 = no-data) and impact mask (uint8 0/1) of one window.
+
+    Args:
+        spec: The scene.
+        row0: Top row of the window in scene pixels.
+        col0: Left column of the window in scene pixels.
+        height: Window height in px.
+        width: Window width in px.
+
+    Returns:
+        ``(image, mask)`` arrays of shape ``(height, width)``.
+    """
+    img = terrain(row0, col0, height, width, spec.seed)
+    mask = np.zeros((height, width), dtype=bool)
+    for obj in spec.objects:
+        reach = obj.reach_px
+        r_lo, r_hi = max(row0, int(obj.row - reach)), min(row0 + height, int(obj.row + reach) + 2)
+        c_lo, c_hi = max(col0, int(obj.col - reach)), min(col0 + width, int(obj.col + reach) + 2)
+        if r_lo >= r_hi or c_lo >= c_hi:
+            continue
+        sub = img[r_lo - row0 : r_hi - row0, c_lo - col0 : c_hi - col0]
+        dr = (np.arange(r_lo, r_hi, dtype=np.float32) - obj.row)[:, None]
+        dc = (np.arange(c_lo, c_hi, dtype=np.float32) - obj.col)[None, :]
+        dr, dc = np.broadcast_arrays(dr, dc)
+        if obj.kind == "impact":
+            mask[r_lo - row0 : r_hi - row0, c_lo - col0 : c_hi - col0] |= _impact(obj, dr, dc, sub)
+        elif obj.kind == "crater":
+            _crater(obj, dr, dc, sub, spec.sun_azimuth_rad)
+        elif obj.kind == "shadow":
+            _shadow(obj, dr, dc, sub)
+        else:
+            _dune(obj, dr, dc, sub)
+    rows = (row0 + np.arange(height, dtype=np.float64))[:, None]
+    cols = (col0 + np.arange(width, dtype=np.float64))[None, :]
+    inside = spec.footprint.inset_distance(rows + 0.5, cols + 0.5) >= 0
+    image = np.clip(np.rint(img), 1, 255).astype(np.uint8)
+    image[~inside] = 0
+    mask &= inside
+    return image, mask.astype(np.uint8)

@@ -1,0 +1,128 @@
+"""Window geometry: pure functions on pixel rows and columns, no file access.
+
+Conventions: ``row``/``col`` are the top-left pixel of a window, extents are inclusive
+pixel ranges ``[lo, hi]``, and a patch is ``patch_px`` square.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Box:
+    """Inclusive pixel bounding box ``[row_min, row_max] x [col_min, col_max]``."""
+
+    row_min: int
+    row_max: int
+    col_min: int
+    col_max: int
+
+    @property
+    def height(self) -> int:
+        return self.row_max - self.row_min + 1
+
+    @property
+    def width(self) -> int:
+        return self.col_max - self.col_min + 1
+
+
+def crop_start_range(lo: int, hi: int, patch_px: int, size: int) -> tuple[int, int]:
+    """Feasible start positions (inclusive) of a crop of ``patch_px`` along one axis.
+
+    When the extent ``[lo, hi]`` fits (``hi - lo + 1 <= patch_px``), every start in
+    ``[hi - patch_px + 1, lo]`` contains it whole; otherwise the crop stays inside the
+    extent, ``[lo, hi - patch_px + 1]``. Both are intersected with the scene,
+    ``[0, size - patch_px]``; the result is never empty when ``0 <= lo <= hi < size`` and
+    ``patch_px <= size``.
+
+    Raises:
+        ValueError: The axis is shorter than the patch or the extent leaves it.
+    """
+    if patch_px > size:
+        raise ValueError(f"axis of {size} px is shorter than a {patch_px} px patch")
+    if not 0 <= lo <= hi < size:
+        raise ValueError(f"extent [{lo}, {hi}] is outside [0, {size})")
+    first, last = (hi - patch_px + 1, lo) if hi - lo + 1 <= patch_px else (lo, hi - patch_px + 1)
+    return max(first, 0), min(last, size - patch_px)
+
+
+def random_crop(
+    box: Box, patch_px: int, height: int, width: int, rng: np.random.Generator
+) -> tuple[int, int]:
+    """Top-left ``(row, col)`` of a random-offset crop around ``box``.
+
+    The offset is uniform over all crops that contain the box whole (or, for a box larger
+    than the patch, that lie inside it), so an impact's position inside its patch is uniform
+    rather than stuck at a border.
+    """
+    r_first, r_last = crop_start_range(box.row_min, box.row_max, patch_px, height)
+    c_first, c_last = crop_start_range(box.col_min, box.col_max, patch_px, width)
+    return int(rng.integers(r_first, r_last + 1)), int(rng.integers(c_first, c_last + 1))
+
+
+@dataclass(frozen=True)
+class CellGrid:
+    """Non-overlapping ``cell_px`` cells starting at ``(row_offset, col_offset)``; only
+    cells wholly inside the scene count. Cell ``(i, j)`` covers rows
+    ``row_offset + i * cell_px`` to ``row_offset + (i + 1) * cell_px - 1``."""
+
+    height: int
+    width: int
+    cell_px: int
+    row_offset: int
+    col_offset: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (
+            max(0, (self.height - self.row_offset) // self.cell_px),
+            max(0, (self.width - self.col_offset) // self.cell_px),
+        )
+
+    def origin(self, i: int, j: int) -> tuple[int, int]:
+        """Top-left pixel of cell ``(i, j)``."""
+        return self.row_offset + i * self.cell_px, self.col_offset + j * self.cell_px
+
+
+def random_grid(height: int, width: int, cell_px: int, rng: np.random.Generator) -> CellGrid:
+    """A cell grid with a random offset, so cell borders fall anywhere in the scene."""
+    return CellGrid(height, width, cell_px, int(rng.integers(0, cell_px)), int(rng.integers(0, cell_px)))
+
+
+def cell_sums(values: np.ndarray, row0: int, grid: CellGrid) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cell sums of a stripe of a scene-wide quantity (e.g. no-data indicator).
+
+    Args:
+        values: Stripe of shape ``(rows, grid.width)`` starting at scene row ``row0``.
+        row0: Scene row of the stripe's first row.
+        grid: The cell grid.
+
+    Returns:
+        ``(cell_rows, sums)``: cell-row indices touched by the stripe and an int64 array of
+        shape ``(len(cell_rows), n_cell_cols)`` with each row's contribution, to be added
+        into the grid totals with ``np.add.at``.
+    """
+    n_rows, n_cols = grid.shape
+    rows = row0 + np.arange(values.shape[0])
+    cell_row = (rows - grid.row_offset) // grid.cell_px
+    keep = (rows >= grid.row_offset) & (cell_row < n_rows)
+    if n_cols == 0 or not keep.any():
+        return np.zeros(0, dtype=np.int64), np.zeros((0, n_cols), dtype=np.int64)
+    c0 = grid.col_offset
+    part = values[keep, c0 : c0 + n_cols * grid.cell_px]
+    per_row = part.reshape(part.shape[0], n_cols, grid.cell_px).sum(axis=2, dtype=np.int64)
+    uniq, inverse = np.unique(cell_row[keep], return_inverse=True)
+    sums = np.zeros((len(uniq), n_cols), dtype=np.int64)
+    np.add.at(sums, inverse, per_row)
+    return uniq, sums
+
+
+def stripe_rows(width: int, block_rows: int, target_px: int, min_rows: int) -> int:
+    """Rows per read stripe: about ``target_px`` pixels, a multiple of the file's block
+    height, and at least ``min_rows``."""
+    rows = max(min_rows, target_px // max(width, 1))
+    return max(block_rows, math.ceil(rows / block_rows) * block_rows)
