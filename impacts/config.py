@@ -93,7 +93,7 @@ def load_config(path: str | Path | None, model: type[ModelT], overrides: list[st
             names the file and every offending key.
     """
     data: dict[str, Any] = {}
-    source = "defaults" if path is None else str(path)
+    source = "built-in defaults" if path is None else str(path)
     if path is not None:
         file = Path(path)
         if not file.is_file():
@@ -112,7 +112,10 @@ def load_config(path: str | Path | None, model: type[ModelT], overrides: list[st
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
         )
-        raise ConfigError(f"config {source} is invalid: {problems}") from exc
+        raise ConfigError(
+            f"config ({source} with {len(overrides or [])} --set overrides) is invalid: {problems}; "
+            f"fix the value or key (valid keys are listed in configs/*.yaml)"
+        ) from exc
 
 
 def dump_config(config: BaseModel) -> str:

@@ -37,6 +37,8 @@ class ComponentTracker:
         self._stats: list[list[float]] = []  # area, rmin, rmax, cmin, cmax, sum_r, sum_c
         self._last_row = np.zeros(width, dtype=np.int64)  # global id + 1 of the last row seen
         self._next_row = 0
+        self._emitted: set[int] = set()
+        self._next_id = 0
 
     def _find(self, a: int) -> int:
         root = a
@@ -62,40 +64,43 @@ class ComponentTracker:
                 f"stripe at row {row0} (width {mask.shape[1]}) does not follow row {self._next_row}"
             )
         self._next_row = row0 + mask.shape[0]
-        fg = mask != 0
-        rows_any = np.flatnonzero(fg.any(axis=1))
+        fg = mask if mask.dtype == bool else mask != 0
         first_row = np.zeros(self.width, dtype=np.int64)
-        if rows_any.size == 0:
-            self._last_row = first_row
-            return
-        r_lo, r_hi = rows_any[0], rows_any[-1] + 1  # label only the rows that hold impacts
-        labels, n = ndimage.label(fg[r_lo:r_hi], structure=EIGHT_CONNECTED)
-        base = len(self._parent)
-        self._parent.extend(range(base, base + n))
-        rr, cc = np.nonzero(labels)
-        lab = labels[rr, cc] - 1
-        rr = rr + row0 + r_lo
-        area = np.bincount(lab, minlength=n)
-        sum_r = np.bincount(lab, weights=rr, minlength=n)
-        sum_c = np.bincount(lab, weights=cc, minlength=n)
-        for k, sl in enumerate(ndimage.find_objects(labels)):
-            assert sl is not None
-            self._stats.append(
-                [
-                    float(area[k]),
-                    sl[0].start + row0 + r_lo,
-                    sl[0].stop - 1 + row0 + r_lo,
-                    sl[1].start,
-                    sl[1].stop - 1,
-                    float(sum_r[k]),
-                    float(sum_c[k]),
-                ]
-            )
-        if r_lo == 0:
-            first_row = np.where(labels[0] > 0, labels[0] + base, 0)
+        last_row = np.zeros(self.width, dtype=np.int64)
+        rows_any = fg.any(axis=1)
+        # Label each run of rows that holds impact pixels, cropped to its columns: an empty
+        # row separates components, and impacts are a tiny share of a scene.
+        edges = np.flatnonzero(np.diff(np.concatenate([[False], rows_any, [False]]).astype(np.int8)))
+        for r_lo, r_hi in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
+            cols = np.flatnonzero(fg[r_lo:r_hi].any(axis=0))
+            c_lo, c_hi = int(cols[0]), int(cols[-1]) + 1
+            labels, n = ndimage.label(fg[r_lo:r_hi, c_lo:c_hi], structure=EIGHT_CONNECTED)
+            base = len(self._parent)
+            self._parent.extend(range(base, base + n))
+            rr, cc = np.nonzero(labels)
+            lab = labels[rr, cc] - 1
+            area = np.bincount(lab, minlength=n)
+            sum_r = np.bincount(lab, weights=rr + (row0 + r_lo), minlength=n)
+            sum_c = np.bincount(lab, weights=cc + c_lo, minlength=n)
+            for k, sl in enumerate(ndimage.find_objects(labels)):
+                assert sl is not None
+                self._stats.append(
+                    [
+                        float(area[k]),
+                        sl[0].start + row0 + r_lo,
+                        sl[0].stop - 1 + row0 + r_lo,
+                        sl[1].start + c_lo,
+                        sl[1].stop - 1 + c_lo,
+                        float(sum_r[k]),
+                        float(sum_c[k]),
+                    ]
+                )
+            if r_lo == 0:
+                first_row[c_lo:c_hi] = np.where(labels[0] > 0, labels[0] + base, 0)
+            if r_hi == mask.shape[0]:
+                last_row[c_lo:c_hi] = np.where(labels[-1] > 0, labels[-1] + base, 0)
         self._join(self._last_row, first_row)
-        last = labels[-1] if r_hi == mask.shape[0] else np.zeros(self.width, dtype=labels.dtype)
-        self._last_row = np.where(last > 0, last + base, 0).astype(np.int64)
+        self._last_row = last_row
 
     def _join(self, above: np.ndarray, below: np.ndarray) -> None:
         """Union labels (global id + 1) of two adjacent rows, diagonal neighbours included."""
@@ -106,8 +111,8 @@ class ComponentTracker:
             for x, y in set(zip(a[both].tolist(), b[both].tolist(), strict=True)):
                 self._union(x - 1, y - 1)
 
-    def impacts(self) -> list[Impact]:
-        """The merged components, ordered by their first pixel (row, then column)."""
+    def _merged(self) -> dict[int, list[float]]:
+        """Stats of every component root (labels joined by the union-find)."""
         merged: dict[int, list[float]] = {}
         for k, s in enumerate(self._stats):
             root = self._find(k)
@@ -120,7 +125,51 @@ class ComponentTracker:
             m[3], m[4] = min(m[3], s[3]), max(m[4], s[4])
             m[5] += s[5]
             m[6] += s[6]
-        ordered = sorted(merged.values(), key=lambda m: (m[1], m[3]))
+        return merged
+
+    def _open_roots(self) -> set[int]:
+        return {self._find(int(g) - 1) for g in np.unique(self._last_row) if g > 0}
+
+    def open_top_row(self) -> int | None:
+        """Top row of the highest component still open (touching the last row fed), if any."""
+        roots = self._open_roots()
+        if not roots:
+            return None
+        merged = self._merged()
+        return int(min(merged[r][1] for r in roots))
+
+    def pop_complete(self, final: bool = False) -> list[Impact]:
+        """Components that can no longer grow (none of their pixels is in the last row fed,
+        or ``final``), each returned once, ordered by first pixel.
+
+        Ids count up in the order components are returned, so they do not depend on how
+        the mask was cut into stripes as long as the same rows are fed.
+        """
+        open_roots = set() if final else self._open_roots()
+        done = [
+            (root, m)
+            for root, m in self._merged().items()
+            if root not in open_roots and root not in self._emitted
+        ]
+        done.sort(key=lambda item: (item[1][1], item[1][3]))
+        out = []
+        for root, m in done:
+            self._emitted.add(root)
+            out.append(
+                Impact(
+                    self._next_id,
+                    Box(int(m[1]), int(m[2]), int(m[3]), int(m[4])),
+                    int(m[0]),
+                    m[5] / m[0],
+                    m[6] / m[0],
+                )
+            )
+            self._next_id += 1
+        return out
+
+    def impacts(self) -> list[Impact]:
+        """Every component of the rows fed so far, ordered by first pixel (row, then column)."""
+        ordered = sorted(self._merged().values(), key=lambda m: (m[1], m[3]))
         return [
             Impact(i, Box(int(m[1]), int(m[2]), int(m[3]), int(m[4])), int(m[0]), m[5] / m[0], m[6] / m[0])
             for i, m in enumerate(ordered)

@@ -83,6 +83,11 @@ class TileConfig(StrictModel):
     border_share: float = Field(
         0.15, ge=0, le=1, description="Share of negatives that touch the no-data border, kept on purpose."
     )
+    max_negatives_per_scene: int = Field(
+        1000,
+        ge=0,
+        description="Most negatives per scene (bounds the sampling memory with pool_max_per_scene).",
+    )
     pool_max_per_scene: int = Field(
         2000, ge=0, description="Most unused train negatives kept per scene as the mining pool."
     )

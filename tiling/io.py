@@ -40,9 +40,14 @@ GDAL_CACHE_MB = 128
 
 
 @contextmanager
-def gdal_env() -> Iterator[None]:
-    """GDAL settings for every raster access: bounded block cache, no sidecar probing."""
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
+def gdal_env(threads: int = 1) -> Iterator[None]:
+    """GDAL settings for every raster access: bounded block cache, no sidecar probing, and
+    ``threads`` decoding threads for reads that span several blocks (a stripe)."""
+    with rasterio.Env(
+        GDAL_CACHEMAX=GDAL_CACHE_MB,
+        GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR",
+        GDAL_NUM_THREADS=str(max(1, threads)),
+    ):
         yield
 
 
@@ -115,11 +120,12 @@ def _check_single_band(ds: Any, path: Path, what: str) -> None:
 
 
 @contextmanager
-def open_scene(files: SceneFiles) -> Iterator[tuple[Any, Any, SceneInfo]]:
+def open_scene(files: SceneFiles, threads: int = 1) -> Iterator[tuple[Any, Any, SceneInfo]]:
     """Open and validate an image/mask pair.
 
     Args:
         files: The scene's paths.
+        threads: GDAL decoding threads for multi-block reads.
 
     Yields:
         ``(image_dataset, mask_dataset, info)``.
@@ -134,7 +140,7 @@ def open_scene(files: SceneFiles) -> Iterator[tuple[Any, Any, SceneInfo]]:
         raise MaskMissingError(
             f"{files.image}: no mask {files.name}{MASK_SUFFIX}.tif beside it; add the mask (0 = background, non-zero = impact) or move the scene out of the folder"
         )
-    with gdal_env():
+    with gdal_env(threads):
         image = _open(files.image)
         try:
             mask = _open(files.mask)
@@ -171,10 +177,13 @@ def open_scene(files: SceneFiles) -> Iterator[tuple[Any, Any, SceneInfo]]:
             image.close()
 
 
-def read_window(ds: Any, row: int, col: int, height: int, width: int) -> np.ndarray:
-    """Read band 1 of a window; a decoding failure becomes a CorruptRasterError naming the file."""
+def read_window(
+    ds: Any, row: int, col: int, height: int, width: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Read band 1 of a window (into ``out`` when given, which saves a copy); a decoding
+    failure becomes a CorruptRasterError naming the file."""
     try:
-        return np.asarray(ds.read(1, window=Window(col, row, width, height)))
+        return np.asarray(ds.read(1, window=Window(col, row, width, height), out=out))
     except RasterioError as exc:
         raise CorruptRasterError(
             f"{ds.name}: window at row {row}, col {col} cannot be decoded ({exc}); the file is truncated or corrupt, re-export it"
@@ -189,9 +198,15 @@ def geotiff_profile(
     transform: Affine,
     nodata: float | None,
     block_px: int = 256,
+    sparse: bool = False,
 ) -> dict[str, Any]:
-    """Profile of an internally tiled, deflate-compressed single-band GeoTIFF."""
+    """Profile of an internally tiled, deflate-compressed single-band GeoTIFF.
+
+    ``sparse`` omits blocks that are all zero (GDAL's SPARSE_OK): right for masks, where
+    nearly every block is empty and reading an omitted block costs no decoding.
+    """
     return {
+        "SPARSE_OK": "TRUE" if sparse else "FALSE",
         "driver": "GTiff",
         "height": height,
         "width": width,

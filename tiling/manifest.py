@@ -4,7 +4,7 @@ trained on (see DESIGN.md, data contracts)."""
 from __future__ import annotations
 
 import csv
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
@@ -47,7 +47,8 @@ _TYPES = {f.name: f.type for f in fields(PatchRecord)}
 
 def _format(record: PatchRecord) -> list[str]:
     row = []
-    for value in asdict(record).values():
+    for name in COLUMNS:
+        value = getattr(record, name)
         if isinstance(value, float):
             row.append("" if value != value else f"{value:.6g}")
         else:

@@ -1,7 +1,8 @@
 """``impacts tile``: scenes -> balanced patch set (TFRecord shards + manifest).
 
-Per scene: one streaming scan (:mod:`tiling.scan`), a plan (:mod:`tiling.sampling`), then
-the planned windows are read in file order and written to shards. Each scene's output is
+Per scene: one streaming read in stripes of whole blocks feeds the cutter
+(:mod:`tiling.cutter`), which yields every patch; :mod:`tiling.shards` writes them to
+TFRecord shards with their manifest records. Each scene's output is
 built in ``parts/.NAME.partial`` and renamed to ``parts/NAME`` when complete, so an
 interrupted run resumes per scene and nothing half-written looks complete. Scenes run in
 parallel processes; a bad scene is reported and the others go on. The merge step
@@ -15,7 +16,6 @@ import json
 import logging
 import os
 import shutil
-import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +27,12 @@ from tqdm import tqdm
 from impacts.errors import ImpactsError, MaskMissingError, PatchSetError, SceneError
 from impacts.provenance import write_run_record
 from tiling.config import TileConfig
+from tiling.cutter import SceneCutter, scene_salt
 from tiling.io import SceneFiles, find_scenes, open_scene, read_window
 from tiling.manifest import MANIFEST_NAME, PatchRecord, read_manifest, write_manifest
-from tiling.sampling import PlannedPatch, plan_patches
-from tiling.scan import scan_scene
+from tiling.shards import ShardSink
 from tiling.splits import assign_splits
-from tiling.tfrecord import TFRecordWriter, encode_example
-from tiling.windows import random_grid
+from tiling.windows import random_grid, stripe_rows
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +49,6 @@ class SceneOutcome:
     split: str = ""
     message: str = ""
     counts: dict[str, int] = field(default_factory=dict)
-
-
-def scene_rng(seed: int, scene: str) -> np.random.Generator:
-    """Per-scene generator: results do not depend on which process handles which scene."""
-    return np.random.default_rng([seed, zlib.crc32(scene.encode())])
 
 
 def fingerprint(files: SceneFiles, split: str, cfg: TileConfig) -> str:
@@ -80,74 +74,9 @@ def _completed(out: Path, scene: str, expected: str | None) -> dict[str, Any] | 
     return meta if expected is None or meta.get("fingerprint") == expected else None
 
 
-def _cut(
-    image: object,
-    mask: object,
-    plan: list[PlannedPatch],
-    scene: str,
-    nodata: float,
-    dtype: str,
-    cfg: TileConfig,
-    out: Path,
-    part: Path,
-) -> list[PatchRecord]:
-    """Read the planned windows (in file order) and write them to shards grouped by split
-    (the pool gets shards of its own, so mining reads only the pool)."""
-    patch = cfg.patch_px
-    writers: dict[str, TFRecordWriter] = {}
-    shard_index: dict[str, int] = {}
-    records = []
-    try:
-        for index, p in enumerate(plan):
-            group = "pool" if p.kind == "pool" else p.split
-            writer = writers.get(group)
-            if writer is None or writer.count >= cfg.shard_max_patches:
-                if writer is not None:
-                    writer.close()
-                shard_index[group] = shard_index.get(group, -1) + 1
-                writer = writers[group] = TFRecordWriter(
-                    part / f"{scene}-{group}-{shard_index[group]:05d}.tfrecord"
-                )
-            pixels = read_window(image, p.row, p.col, patch, patch)
-            labels = (read_window(mask, p.row, p.col, patch, patch) != 0).astype(np.uint8)
-            patch_id = f"{scene}-{index:06d}"
-            offset = writer.write(
-                encode_example(
-                    {
-                        "patch_id": patch_id.encode(),
-                        "image": pixels.tobytes(),
-                        "mask": labels.tobytes(),
-                        "height": patch,
-                        "width": patch,
-                        "dtype": dtype.encode(),
-                    }
-                )
-            )
-            shard = (Path(PARTS_DIR) / scene / writer.path.name).as_posix()
-            records.append(
-                PatchRecord(
-                    patch_id,
-                    scene,
-                    p.row,
-                    p.col,
-                    patch,
-                    patch,
-                    p.split,
-                    p.kind,
-                    float(labels.mean()),
-                    float(np.mean(pixels == np.array(nodata).astype(dtype))),
-                    shard,
-                    offset,
-                )
-            )
-    finally:
-        for writer in writers.values():
-            writer.close()
-    return records
-
-
-def tile_scene(files: SceneFiles, split: str, cfg: TileConfig, out: Path) -> SceneOutcome:
-    """Tile one scene into ``out/parts/NAME`` (skipped when already complete).
+def tile_scene(files: SceneFiles, split: str, cfg: TileConfig, out: Path, threads: int = 1) -> SceneOutcome:
+    """Tile one scene into ``out/parts/NAME`` (skipped when already complete); ``threads``
+    GDAL threads decode each stripe.
 
     Returns:
         The outcome; errors of the scene's own files are caught and reported in it, so the
@@ -161,24 +90,40 @@ def tile_scene(files: SceneFiles, split: str, cfg: TileConfig, out: Path) -> Sce
     partial = part.with_name(f".{files.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        with open_scene(files) as (image, mask, info):
+        with open_scene(files, threads) as (image, mask, info):
             if info.height < cfg.patch_px or info.width < cfg.patch_px:
                 raise SceneError(
                     f"{files.image}: {info.height}x{info.width} px is smaller than one {cfg.patch_px} px patch; drop it or lower patch_px"
                 )
-            rng = scene_rng(cfg.seed, files.name)
-            grid = random_grid(info.height, info.width, cfg.negative_stride_px, rng)
-            scan = scan_scene(image, mask, info, grid, cfg.stripe_px)
-            plan = plan_patches(scan.impacts, grid, scan.impact_px, scan.nodata_px, split, cfg, rng)
+            salt = scene_salt(cfg.seed, files.name)
+            grid = random_grid(
+                info.height, info.width, cfg.negative_stride_px, np.random.default_rng(salt & 0xFFFFFFFF)
+            )
             partial.mkdir(parents=True)
-            records = _cut(image, mask, plan, files.name, info.nodata, info.dtype, cfg, out, partial)
+            sink = ShardSink(partial, Path(PARTS_DIR) / files.name, files.name, cfg.shard_max_patches)
+            try:
+                emit = lambda c: sink.add(c.row, c.col, split, c.kind, c.image, c.mask, c.nodata_fraction)  # noqa: E731
+                rows = stripe_rows(info.width, info.block_shape[0], cfg.stripe_px, min_rows=cfg.patch_px)
+                cutter = SceneCutter(info, rows, split, cfg, grid, salt, emit)
+                for row0 in range(0, info.height, rows):
+                    height = min(rows, info.height - row0)
+                    image_out, mask_out = cutter.next_stripe(height)
+                    read_window(image, row0, 0, height, info.width, out=image_out)
+                    read_window(mask, row0, 0, height, info.width, out=mask_out)
+                    cutter.commit(height)
+                for cut in cutter.finish():
+                    emit(cut)
+            finally:
+                sink.close()
+            records = sink.records
+            n_impacts = cutter.n_impacts
     except MaskMissingError as exc:
         return SceneOutcome(files.name, "skipped", split, str(exc))
     except (ImpactsError, OSError) as exc:
         shutil.rmtree(partial, ignore_errors=True)
         return SceneOutcome(files.name, "failed", split, str(exc))
     counts = {kind: sum(r.kind == kind for r in records) for kind in ("positive", "negative", "pool")}
-    counts["impacts"] = len(scan.impacts)
+    counts["impacts"] = n_impacts
     write_manifest(partial / MANIFEST_NAME, records)
     (partial / PART_META).write_text(
         json.dumps(
@@ -245,15 +190,18 @@ def tile_folder(
     write_run_record(out, cfg, cfg.seed, "tile")
     outcomes: dict[str, SceneOutcome] = {}
     workers = _workers(cfg, len(todo))
+    threads = max(1, (os.cpu_count() or 1) // workers)  # cores the scene processes leave free
     bar = tqdm(total=len(todo), desc="tiling scenes", unit="scene", disable=None)
     try:
         if workers == 1:
-            results = (tile_scene(s, splits.get(s.name, ""), cfg, out) for s in todo)
+            results = (tile_scene(s, splits.get(s.name, ""), cfg, out, threads) for s in todo)
             for outcome in results:
                 outcomes[outcome.scene] = _report(outcome, bar)
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(tile_scene, s, splits.get(s.name, ""), cfg, out) for s in todo]
+                futures = [
+                    pool.submit(tile_scene, s, splits.get(s.name, ""), cfg, out, threads) for s in todo
+                ]
                 for future in as_completed(futures):
                     outcome = future.result()
                     outcomes[outcome.scene] = _report(outcome, bar)

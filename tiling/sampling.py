@@ -1,135 +1,68 @@
-"""Which patches to cut from a scene: positives around impacts, balanced negatives, pool.
+"""Choosing negatives and the mining pool: pure logic on counts and ranked candidates.
 
-Pure logic on the scan's results (impacts and per-cell counts); reading pixels is the
-pipeline's job. Negative and pool windows start on the cell grid (a ``negative_stride_px``
-step from a random offset) and may overlap, so a scene offers many more of them than it
-has disjoint patches.
+The cutter (:mod:`tiling.cutter`) streams a scene and ranks candidate windows by random
+keys; these functions turn per-cell counts into per-window counts and ranked candidates
+into the final negatives and pool.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
-from tiling.components import Impact
-from tiling.config import TileConfig
-from tiling.windows import CellGrid, random_crop
+T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class PlannedPatch:
-    """A window to cut: top-left pixel, kind and split."""
-
-    row: int
-    col: int
-    kind: str
-    split: str
-
-
-def positive_patches(
-    impacts: list[Impact],
-    patch_px: int,
-    height: int,
-    width: int,
-    split: str,
-    per_impact: int,
-    rng: np.random.Generator,
-) -> list[PlannedPatch]:
-    """``per_impact`` random-offset crops around every impact (see :func:`random_crop`)."""
-    out = []
-    for impact in impacts:
-        for _ in range(per_impact):
-            row, col = random_crop(impact.box, patch_px, height, width, rng)
-            out.append(PlannedPatch(row, col, "positive", split))
-    return out
-
-
-def window_totals(cells: np.ndarray, k: int) -> np.ndarray:
-    """Sum of every ``k x k`` block of cells (summed-area table): entry ``(i, j)`` is the
-    total of cells ``i..i+k-1, j..j+k-1``, i.e. of the window starting at cell ``(i, j)``."""
-    n_rows, n_cols = cells.shape
-    if n_rows < k or n_cols < k:
-        return np.zeros((0, 0), dtype=np.int64)
-    table = np.zeros((n_rows + 1, n_cols + 1), dtype=np.int64)
-    table[1:, 1:] = cells.cumsum(axis=0).cumsum(axis=1)
-    return table[k:, k:] - table[:-k, k:] - table[k:, :-k] + table[:-k, :-k]
-
-
-def negative_candidates(
-    impact_px: np.ndarray,
-    nodata_px: np.ndarray,
-    cell_px: int,
-    cells_per_patch: int,
-    max_nodata_fraction: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Windows of ``cells_per_patch`` cells a side without impact pixels and with at most
-    ``max_nodata_fraction`` no-data.
+def sliding_sums(values: np.ndarray, k: int) -> np.ndarray:
+    """Sums of every run of ``k`` consecutive values: entry ``j`` is ``values[j:j+k].sum()``.
 
     Returns:
-        ``(interior, border)`` arrays of ``(i, j)`` start cells: windows without any
-        no-data, and windows that touch the no-data border.
+        Array of length ``len(values) - k + 1`` (empty when ``k`` exceeds the length).
     """
-    impact = window_totals(impact_px, cells_per_patch)
-    nodata = window_totals(nodata_px, cells_per_patch)
-    nodata_fraction = nodata / float((cell_px * cells_per_patch) ** 2)
-    ok = (impact == 0) & (nodata_fraction <= max_nodata_fraction)
-    return np.argwhere(ok & (nodata == 0)), np.argwhere(ok & (nodata > 0))
+    if len(values) < k:
+        return np.zeros(0, dtype=np.int64)
+    total = np.concatenate([[0], np.cumsum(values, dtype=np.int64)])
+    return total[k:] - total[:-k]
 
 
-def _pick(cells: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Draw ``count`` rows without replacement; return (picked, left)."""
-    order = rng.permutation(len(cells))
-    return cells[order[:count]], cells[order[count:]]
-
-
-def plan_patches(
-    impacts: list[Impact],
-    grid: CellGrid,
-    impact_px: np.ndarray,
-    nodata_px: np.ndarray,
-    split: str,
-    cfg: TileConfig,
+def select_negatives(
+    border: list[T],
+    interior: list[T],
+    totals: tuple[int, int],
+    n_negative: int,
+    border_share: float,
+    pool_max: int,
     rng: np.random.Generator,
-) -> list[PlannedPatch]:
-    """Plan every patch of one scene.
+) -> tuple[list[T], list[T]]:
+    """Split ranked candidates into negatives and pool.
 
-    Train scenes get ``positives_per_impact`` crops per impact and
-    ``negatives_per_positive`` times as many negatives, of which ``border_share`` touch the
-    no-data border (as many as exist); the train negatives left over (up to
-    ``pool_max_per_scene``) become the unused ``pool`` that hard negatives are mined from.
-    Val and test scenes get the ``eval_*`` counts and no pool. Negatives are drawn
-    uniformly over all admissible windows of the scene.
+    Both lists hold the best-keyed candidates of their group (a uniform random key, so each
+    list is a uniform sample of its group), best first; ``totals`` counts all candidates of
+    each group, kept or not. ``round(border_share * n_negative)`` negatives come from the
+    candidates that touch the no-data border (as many as exist), the rest from interior
+    ones (topped up from the border when interior ones run out). The pool is a uniform
+    sample of all leftover candidates: how many come from each group is drawn
+    hypergeometrically from the groups' leftover counts, then each group gives its best.
 
     Args:
-        impacts: The scene's impacts.
-        grid: Cell grid of ``cfg.negative_stride_px`` cells on which the counts were taken.
-        impact_px: Impact pixels per cell.
-        nodata_px: No-data pixels per cell.
-        split: The scene's split.
-        cfg: Tiling settings.
-        rng: The scene's random generator.
+        border: Ranked kept candidates touching the no-data border.
+        interior: Ranked kept candidates without no-data.
+        totals: Numbers of border and interior candidates seen in all.
+        n_negative: Negatives wanted.
+        border_share: Share of negatives to take from ``border``.
+        pool_max: Most pool entries.
+        rng: Draws the pool's split between the groups.
 
     Returns:
-        Planned patches sorted by (row, col), the order the file is best read in.
+        ``(negatives, pool)``; fewer negatives than asked only if candidates run out.
     """
-    train = split == "train"
-    per_impact = cfg.positives_per_impact if train else cfg.eval_positives_per_impact
-    positives = positive_patches(impacts, cfg.patch_px, grid.height, grid.width, split, per_impact, rng)
-    ratio = cfg.negatives_per_positive if train else cfg.eval_negatives_per_positive
-    n_neg = round(ratio * len(positives))
-    cells_per_patch = cfg.patch_px // grid.cell_px
-    interior, border = negative_candidates(
-        impact_px, nodata_px, grid.cell_px, cells_per_patch, cfg.max_nodata_fraction
-    )
-    n_border = min(round(cfg.border_share * n_neg), len(border))
-    border_neg, border = _pick(border, n_border, rng)
-    interior_neg, interior = _pick(interior, n_neg - n_border, rng)
-    extra_neg, border = _pick(border, n_neg - n_border - len(interior_neg), rng)  # too few interior windows
-    chosen = np.vstack([border_neg, interior_neg, extra_neg])
-    negatives = [PlannedPatch(*grid.origin(int(i), int(j)), "negative", split) for i, j in chosen]
-    pool: list[PlannedPatch] = []
-    if train and cfg.pool_max_per_scene:
-        picked, _ = _pick(np.vstack([interior, border]), cfg.pool_max_per_scene, rng)
-        pool = [PlannedPatch(*grid.origin(int(i), int(j)), "pool", split) for i, j in picked]
-    return sorted([*positives, *negatives, *pool], key=lambda p: (p.row, p.col, p.kind))
+    n_border = min(round(border_share * n_negative), len(border))
+    n_interior = min(n_negative - n_border, len(interior))
+    n_border = min(n_negative - n_interior, len(border))
+    negatives = border[:n_border] + interior[:n_interior]
+    left = np.array([max(0, totals[0] - n_border), max(0, totals[1] - n_interior)], dtype=np.int64)
+    size = int(min(pool_max, left.sum()))
+    from_border, from_interior = rng.multivariate_hypergeometric(left, size) if size else (0, 0)
+    pool = border[n_border : n_border + from_border] + interior[n_interior : n_interior + from_interior]
+    return negatives, pool

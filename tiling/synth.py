@@ -89,7 +89,7 @@ def write_objects(path: Path, objects: tuple[PlantedObject, ...], transform: Aff
         writer = csv.writer(fh)
         writer.writerow(OBJECT_COLUMNS)
         for obj in objects:
-            x, y = transform * (obj.col, obj.row)
+            x, y = transform @ (obj.col, obj.row)
             writer.writerow(
                 [
                     obj.id,
@@ -123,7 +123,9 @@ def write_scene(
     window by window; files appear under their final names only when complete."""
     transform = scene_transform(name, spec.height, spec.width, cfg.res_m)
     image_profile = geotiff_profile(spec.height, spec.width, "uint8", MARS_EQC, transform, nodata=0)
-    mask_profile = geotiff_profile(spec.height, spec.width, "uint8", MARS_EQC, transform, nodata=None)
+    mask_profile = geotiff_profile(
+        spec.height, spec.width, "uint8", MARS_EQC, transform, nodata=None, sparse=True
+    )
     impact_px = 0
     step = cfg.window_px
     with ExitStack() as stack:

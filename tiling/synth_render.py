@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tiling.hashing import hash_unit
 from tiling.synth_objects import Footprint, PlantedObject
 
 # (lattice spacing in px, amplitude in grey levels) of the value-noise octaves.
@@ -32,19 +33,6 @@ class SceneSpec:
     sun_azimuth_rad: float
 
 
-def _hash_unit(iy: np.ndarray, ix: np.ndarray, salt: int) -> np.ndarray:
-    """Deterministic uniform [0, 1) value per integer lattice point (a 64-bit mix hash)."""
-    with np.errstate(over="ignore"):
-        h = (iy.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (
-            ix.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
-        )
-        h ^= np.uint64(salt & 0xFFFFFFFFFFFF) * np.uint64(0x165667B19E3779F9)
-        h ^= h >> np.uint64(29)
-        h *= np.uint64(0xBF58476D1CE4E5B9)
-        h ^= h >> np.uint64(32)
-    return (h >> np.uint64(40)).astype(np.float32) / np.float32(1 << 24)
-
-
 def value_noise(row0: int, col0: int, height: int, width: int, spacing: int, salt: int) -> np.ndarray:
     """Smooth value noise in [-1, 1) on the window, interpolated separably between lattice
     points ``spacing`` px apart (smoothstep weights)."""
@@ -55,7 +43,7 @@ def value_noise(row0: int, col0: int, height: int, width: int, spacing: int, sal
     ty, tx = ty * ty * (3 - 2 * ty), tx * tx * (3 - 2 * tx)
     ly = np.arange(iy[0], iy[-1] + 2)
     lx = np.arange(ix[0], ix[-1] + 2)
-    lattice = _hash_unit(ly[:, None], lx[None, :], salt) * 2 - 1
+    lattice = hash_unit(ly[:, None], lx[None, :], salt) * 2 - 1
     jx = ix - ix[0]
     along_x = lattice[:, jx] * (1 - tx) + lattice[:, jx + 1] * tx
     jy = iy - iy[0]
@@ -69,7 +57,7 @@ def terrain(row0: int, col0: int, height: int, width: int, seed: int) -> np.ndar
         out += amplitude * value_noise(row0, col0, height, width, spacing, seed * 31 + octave)
     rows = (row0 + np.arange(height))[:, None]
     cols = (col0 + np.arange(width))[None, :]
-    out += WHITE_NOISE_AMPLITUDE * (2 * _hash_unit(rows, cols, seed * 31 + 17) - 1)
+    out += WHITE_NOISE_AMPLITUDE * (2 * hash_unit(rows, cols, seed * 31 + 17) - 1)
     return out
 
 

@@ -9,6 +9,7 @@ uint32 masked crc32c(data)``; an Example is the protobuf
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from impacts.errors import PatchSetError
 FeatureValue = bytes | int | float | list[int] | list[float]
 
 _MASK_DELTA = 0xA282EAD8
+_SMALL = [bytes((v,)) for v in range(0x80)]
 
 
 def masked_crc(data: bytes) -> int:
@@ -31,6 +33,8 @@ def masked_crc(data: bytes) -> int:
 
 
 def _varint(value: int) -> bytes:
+    if 0 <= value < 0x80:
+        return _SMALL[value]
     value &= 0xFFFFFFFFFFFFFFFF  # negative int64 are ten-byte two's complement varints
     out = bytearray()
     while True:
@@ -48,23 +52,34 @@ def _field(number: int, payload: bytes) -> bytes:
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
-def _feature(value: FeatureValue) -> bytes:
+@functools.lru_cache(maxsize=4096)
+def _header(number: int, length: int) -> bytes:
+    """Tag and length of a length-delimited field (patches repeat the same few)."""
+    return _varint(number << 3 | 2) + _varint(length)
+
+
+def _nest(number: int, chunks: list[bytes]) -> list[bytes]:
+    """Wrap chunks in a length-delimited field without copying them: only a header is made;
+    the payload is copied once, by the final join."""
+    return [_header(number, sum(map(len, chunks))), *chunks]
+
+
+def _feature(value: FeatureValue) -> list[bytes]:
     if isinstance(value, bytes):
-        return _field(1, _field(1, value))
+        return _nest(1, _nest(1, [value]))
     if isinstance(value, float) or (isinstance(value, list) and value and isinstance(value[0], float)):
         floats = [value] if isinstance(value, float) else value
-        return _field(2, _field(1, struct.pack(f"<{len(floats)}f", *floats)))
+        return _nest(2, [_field(1, struct.pack(f"<{len(floats)}f", *floats))])
     ints = [value] if isinstance(value, int) else value
-    return _field(3, _field(1, b"".join(_varint(int(v)) for v in ints)))
+    return _nest(3, [_field(1, b"".join(_varint(int(v)) for v in ints))])
 
 
 def encode_example(features: dict[str, FeatureValue]) -> bytes:
     """Serialise a dict as a ``tf.train.Example`` (keys sorted, so bytes are reproducible)."""
-    entries = b"".join(
-        _field(1, _field(1, key.encode()) + _field(2, _feature(value)))
-        for key, value in sorted(features.items())
-    )
-    return _field(1, entries)
+    entries: list[bytes] = []
+    for key, value in sorted(features.items()):
+        entries += _nest(1, [_field(1, key.encode()), *_nest(2, _feature(value))])
+    return b"".join(_nest(1, entries))
 
 
 def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:

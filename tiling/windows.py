@@ -96,29 +96,42 @@ def random_grid(height: int, width: int, cell_px: int, rng: np.random.Generator)
 def cell_sums(values: np.ndarray, row0: int, grid: CellGrid) -> tuple[np.ndarray, np.ndarray]:
     """Per-cell sums of a stripe of a scene-wide quantity (e.g. no-data indicator).
 
+    Rows are summed first, by cell row (vectorised over the whole width), then columns, by
+    cell column, on the ``cell_px`` times smaller result.
+
     Args:
-        values: Stripe of shape ``(rows, grid.width)`` starting at scene row ``row0``.
+        values: 0/1 indicator stripe (bool or uint8) of shape ``(rows, grid.width)``
+            starting at scene row ``row0``.
         row0: Scene row of the stripe's first row.
         grid: The cell grid.
 
     Returns:
-        ``(cell_rows, sums)``: cell-row indices touched by the stripe and an int64 array of
-        shape ``(len(cell_rows), n_cell_cols)`` with each row's contribution, to be added
-        into the grid totals with ``np.add.at``.
+        ``(cell_rows, sums)``: the cell-row indices the stripe touches and an int64 array of
+        shape ``(len(cell_rows), n_cell_cols)`` with the stripe's contribution to each, to be
+        added to running totals (a cell row split by a stripe boundary gets two parts).
     """
     n_rows, n_cols = grid.shape
-    rows = row0 + np.arange(values.shape[0])
-    cell_row = (rows - grid.row_offset) // grid.cell_px
-    keep = (rows >= grid.row_offset) & (cell_row < n_rows)
-    if n_cols == 0 or not keep.any():
+    lo_row = max(row0, grid.row_offset)
+    hi_row = min(row0 + values.shape[0], grid.row_offset + n_rows * grid.cell_px)
+    if n_cols == 0 or lo_row >= hi_row:
         return np.zeros(0, dtype=np.int64), np.zeros((0, n_cols), dtype=np.int64)
+    first = (lo_row - grid.row_offset) // grid.cell_px
+    last = (hi_row - 1 - grid.row_offset) // grid.cell_px
+    cell_rows = np.arange(first, last + 1)
+    bounds = np.clip(grid.row_offset + np.arange(first, last + 2) * grid.cell_px, lo_row, hi_row) - row0
+    indicator = values.view(np.uint8) if values.dtype == bool else values
+    # Sum each cell row's rows along axis 0 (contiguous, vectorised over the width); a
+    # uint16 accumulator holds up to 65,535 rows of 0/1 values.
+    by_row = np.empty((len(cell_rows), values.shape[1]), dtype=np.uint16)
+    for k in range(len(cell_rows)):
+        np.sum(indicator[bounds[k] : bounds[k + 1]], axis=0, dtype=np.uint16, out=by_row[k])
     c0 = grid.col_offset
-    part = values[keep, c0 : c0 + n_cols * grid.cell_px]
-    per_row = part.reshape(part.shape[0], n_cols, grid.cell_px).sum(axis=2, dtype=np.int64)
-    uniq, inverse = np.unique(cell_row[keep], return_inverse=True)
-    sums = np.zeros((len(uniq), n_cols), dtype=np.int64)
-    np.add.at(sums, inverse, per_row)
-    return uniq, sums
+    sums = (
+        by_row[:, c0 : c0 + n_cols * grid.cell_px]
+        .reshape(len(cell_rows), n_cols, grid.cell_px)
+        .sum(axis=2, dtype=np.int64)
+    )
+    return cell_rows, sums
 
 
 def stripe_rows(width: int, block_rows: int, target_px: int, min_rows: int) -> int:

@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny seeded synthetic scenes whose right answers are known."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from tiling.config import SynthConfig
+from tiling.synth import synth_scenes
+
+SCENE_SIZE = (900, 700)
+
+
+@pytest.fixture(scope="session")
+def scenes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five 900x700 synthetic scenes with masks (seed 11); do not modify them."""
+    out = tmp_path_factory.mktemp("scenes")
+    synth_scenes(out, SynthConfig(count=5, seed=11, size=SCENE_SIZE))
+    return out
+
+
+def copy_scenes(src: Path, dst: Path, names: list[str] | None = None) -> Path:
+    """Copy scenes (image, mask, objects) to a folder a test may modify."""
+    import shutil
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for path in sorted(src.glob("*.tif")) + sorted(src.glob("*_objects.csv")):
+        scene = path.stem.removesuffix("_mask").removesuffix("_objects")
+        if names is None or scene in names:
+            shutil.copy2(path, dst / path.name)
+    return dst
