@@ -177,8 +177,8 @@ def tile(
     )
     cfg = load_config(config_path, TileConfig, overrides)
     if merge_only:
-        records = merge_parts(out_dir, [s.name for s in find_scenes(scenes_dir)])
-        click.echo(f"merged {len(records)} patches into {out_dir / 'manifest.csv'}")
+        count = merge_parts(out_dir, [s.name for s in find_scenes(scenes_dir)])
+        click.echo(f"merged {count} patches into {out_dir / 'manifest.csv'}")
         return
     outcomes = tile_folder(scenes_dir, out_dir, cfg, array_index)
     click.echo(f"{'scene':32} {'split':5} {'status':8} {'impacts':>7} {'pos':>5} {'neg':>5} {'pool':>5}")

@@ -44,7 +44,7 @@ class Cut:
     col: int
     kind: str
     image: np.ndarray = field(repr=False)
-    mask: np.ndarray = field(repr=False)
+    mask: np.ndarray | None = field(repr=False)  # None: no impact pixel (negatives, pool)
     nodata_fraction: float
 
 
@@ -90,9 +90,8 @@ def scene_salt(seed: int, scene: str) -> int:
 class RowBuffer:
     """Consecutive scene rows ``[row0, row_end)`` in a preallocated array.
 
-    New stripes are read straight into it (:meth:`next_rows`); dropping rows is free and
-    only the kept rows are moved to the front when a stripe would not fit, so a stripe is
-    copied once, by the decoder.
+    New stripes are written into it (:meth:`next_rows`); dropping rows is free and only the
+    kept rows are moved to the front when a stripe would not fit.
     """
 
     def __init__(self, width: int, dtype: str, capacity_rows: int) -> None:
@@ -125,7 +124,9 @@ class RowBuffer:
     def window(self, row: int, col: int, height: int, width: int) -> np.ndarray:
         """View of a window; its rows must be buffered (reading a dropped row is a bug)."""
         if row < self.row0 or row + height > self.row_end:
-            raise IndexError(f"rows {row}..{row + height - 1} are not buffered ({self.row0}..{self.row_end - 1})")
+            raise IndexError(
+                f"rows {row}..{row + height - 1} are not buffered ({self.row0}..{self.row_end - 1})"
+            )
         r = self.start + row - self.row0
         return self.data[r : r + height, col : col + width]
 
@@ -166,17 +167,12 @@ class SceneCutter:
         self.interior = Reservoir(cfg.max_negatives_per_scene + pool)
         self.border = Reservoir(cfg.max_negatives_per_scene + pool)
 
-    def next_stripe(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
-        """Views to read the next ``rows`` image and mask rows into, then call :meth:`commit`."""
-        return self.image_rows.next_rows(rows), self.mask_rows.next_rows(rows)
-
-    def commit(self, rows: int) -> None:
-        """Process the stripe just read into the views of :meth:`next_stripe`."""
-        row0 = self.row_end
-        image = self.image_rows.next_rows(rows)
-        mask = self.mask_rows.next_rows(rows)
-        is_impact = mask.view(bool)
-        np.not_equal(mask, 0, out=is_impact)  # any non-zero mask value is an impact: make it 0/1
+    def feed(self, image: np.ndarray, mask: np.ndarray) -> None:
+        """Take the next stripe: ``image`` and ``mask`` rows that follow the rows fed so far."""
+        rows, row0 = len(image), self.row_end
+        self.image_rows.next_rows(rows)[:] = image
+        is_impact = self.mask_rows.next_rows(rows).view(bool)
+        np.not_equal(mask, 0, out=is_impact)  # any non-zero mask value is an impact: store 0/1
         self.image_rows.commit(rows)
         self.mask_rows.commit(rows)
         self.tracker.add_stripe(is_impact, row0)
@@ -187,13 +183,6 @@ class SceneCutter:
         self._cut_positives()
         self._offer_windows()
         self._trim()
-
-    def feed(self, image: np.ndarray, mask: np.ndarray) -> None:
-        """Copy in and process the next stripe (convenience for arrays already in memory)."""
-        image_view, mask_view = self.next_stripe(len(image))
-        image_view[:] = image
-        mask_view[:] = mask
-        self.commit(len(image))
 
     def finish(self) -> list[Cut]:
         """Cut what is left and choose the negatives and pool.
@@ -256,12 +245,9 @@ class SceneCutter:
             self.n_positive += 1
             self.emit(Cut(0.0, row, col, "positive", image, mask, float(np.mean(image == self.nodata))))
 
-    def _window(self, row: int, col: int, with_mask: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _window(self, row: int, col: int, with_mask: bool) -> tuple[np.ndarray, np.ndarray | None]:
         image = self.image_rows.window(row, col, self.patch, self.patch).copy()
-        if with_mask:
-            mask = self.mask_rows.window(row, col, self.patch, self.patch).copy()
-        else:
-            mask = np.zeros((self.patch, self.patch), dtype=np.uint8)  # no impact pixel, by choice
+        mask = self.mask_rows.window(row, col, self.patch, self.patch).copy() if with_mask else None
         return image, mask
 
     def _offer_windows(self) -> None:
@@ -278,15 +264,15 @@ class SceneCutter:
             impact = sliding_sums(_rows_total(self.cell_impact, i, k, zeros), k)
             nodata = sliding_sums(_rows_total(self.cell_nodata, i, k, zeros), k)
             ok = (impact == 0) & (nodata <= self.cfg.max_nodata_fraction * area)
-            js = np.flatnonzero(ok)
-            keys = hash_unit(np.full(js.shape, i), js, self.salt)
-            for j, key in zip(js.tolist(), keys.tolist(), strict=True):
-                reservoir = self.border if nodata[j] > 0 else self.interior
-                reservoir.seen += 1
-                if key > reservoir.threshold():
-                    col = self.grid.origin(i, j)[1]
-                    image, mask = self._window(row, col, with_mask=False)
-                    reservoir.offer(Cut(key, row, col, "", image, mask, nodata[j] / area))
+            keys = hash_unit(np.full(n_cols - k + 1, i), np.arange(n_cols - k + 1), self.salt)
+            for reservoir, group in ((self.border, ok & (nodata > 0)), (self.interior, ok & (nodata == 0))):
+                reservoir.seen += int(np.count_nonzero(group))
+                # Thresholds only rise, so the one at the start of the row pre-filters it.
+                for j in np.flatnonzero(group & (keys > reservoir.threshold())).tolist():
+                    if keys[j] > reservoir.threshold():
+                        col = self.grid.origin(i, j)[1]
+                        image, mask = self._window(row, col, with_mask=False)
+                        reservoir.offer(Cut(float(keys[j]), row, col, "", image, mask, nodata[j] / area))
             self.cell_impact.pop(i, None)
             self.cell_nodata.pop(i, None)
             self.next_window_row += 1

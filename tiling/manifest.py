@@ -60,7 +60,7 @@ def write_manifest(path: Path, records: list[PatchRecord]) -> None:
     """Write the manifest atomically (a temporary file renamed into place)."""
     tmp = path.with_name(path.name + ".partial")
     with tmp.open("w", newline="") as fh:
-        writer = csv.writer(fh)
+        writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(COLUMNS)
         writer.writerows(_format(r) for r in records)
     tmp.replace(path)

@@ -16,7 +16,8 @@ import json
 import logging
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from impacts.provenance import write_run_record
 from tiling.config import TileConfig
 from tiling.cutter import SceneCutter, scene_salt
 from tiling.io import SceneFiles, find_scenes, open_scene, read_window
-from tiling.manifest import MANIFEST_NAME, PatchRecord, read_manifest, write_manifest
+from tiling.manifest import COLUMNS, MANIFEST_NAME, write_manifest
 from tiling.shards import ShardSink
 from tiling.splits import assign_splits
 from tiling.windows import random_grid, stripe_rows
@@ -74,6 +75,26 @@ def _completed(out: Path, scene: str, expected: str | None) -> dict[str, Any] | 
     return meta if expected is None or meta.get("fingerprint") == expected else None
 
 
+def _stripes(
+    image: Any, mask: Any, height: int, width: int, rows: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Image and mask stripes top to bottom, the next one decoded by a reader thread while
+    the caller works on the current one (GDAL releases the GIL while it decodes)."""
+
+    def read(row0: int) -> tuple[np.ndarray, np.ndarray]:
+        count = min(rows, height - row0)
+        return read_window(image, row0, 0, count, width), read_window(mask, row0, 0, count, width)
+
+    starts = list(range(0, height, rows))
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        ahead = reader.submit(read, starts[0])
+        for following in [*starts[1:], None]:
+            stripe = ahead.result()
+            if following is not None:
+                ahead = reader.submit(read, following)
+            yield stripe
+
+
 def tile_scene(files: SceneFiles, split: str, cfg: TileConfig, out: Path, threads: int = 1) -> SceneOutcome:
     """Tile one scene into ``out/parts/NAME`` (skipped when already complete); ``threads``
     GDAL threads decode each stripe.
@@ -105,12 +126,8 @@ def tile_scene(files: SceneFiles, split: str, cfg: TileConfig, out: Path, thread
                 emit = lambda c: sink.add(c.row, c.col, split, c.kind, c.image, c.mask, c.nodata_fraction)  # noqa: E731
                 rows = stripe_rows(info.width, info.block_shape[0], cfg.stripe_px, min_rows=cfg.patch_px)
                 cutter = SceneCutter(info, rows, split, cfg, grid, salt, emit)
-                for row0 in range(0, info.height, rows):
-                    height = min(rows, info.height - row0)
-                    image_out, mask_out = cutter.next_stripe(height)
-                    read_window(image, row0, 0, height, info.width, out=image_out)
-                    read_window(mask, row0, 0, height, info.width, out=mask_out)
-                    cutter.commit(height)
+                for image_stripe, mask_stripe in _stripes(image, mask, info.height, info.width, rows):
+                    cutter.feed(image_stripe, mask_stripe)
                 for cut in cutter.finish():
                     emit(cut)
             finally:
@@ -144,20 +161,35 @@ def tile_scene(files: SceneFiles, split: str, cfg: TileConfig, out: Path, thread
     return SceneOutcome(files.name, "done", split, "", counts)
 
 
-def merge_parts(out: Path, scenes: list[str]) -> list[PatchRecord]:
+def merge_parts(out: Path, scenes: list[str]) -> int:
     """Concatenate the completed parts of ``scenes`` (in name order) into ``manifest.csv``.
 
+    Returns:
+        The number of patches in the merged manifest.
+
     Raises:
-        PatchSetError: No scene has a completed part.
+        PatchSetError: No scene has a completed part, or a part's manifest has other columns.
     """
-    records: list[PatchRecord] = []
     done = [s for s in sorted(scenes) if _completed(out, s, None) is not None]
     if not done:
         raise PatchSetError(f"no scene of {out} is tiled; run `impacts tile` first and read its summary")
-    for scene in done:
-        records.extend(read_manifest(_part_dir(out, scene) / MANIFEST_NAME))
-    write_manifest(out / MANIFEST_NAME, records)
-    return records
+    header = ",".join(COLUMNS) + "\n"
+    count = 0
+    partial = out / (MANIFEST_NAME + ".partial")
+    with partial.open("w", newline="") as merged:
+        merged.write(header)
+        for scene in done:
+            path = _part_dir(out, scene) / MANIFEST_NAME
+            with path.open(newline="") as part:
+                if part.readline() != header:
+                    raise PatchSetError(
+                        f"{path}: columns differ from this version's manifest; delete {path.parent} and tile again"
+                    )
+                for line in part:
+                    merged.write(line)
+                    count += 1
+    partial.replace(out / MANIFEST_NAME)
+    return count
 
 
 def _workers(cfg: TileConfig, n_scenes: int) -> int:
@@ -190,7 +222,8 @@ def tile_folder(
     write_run_record(out, cfg, cfg.seed, "tile")
     outcomes: dict[str, SceneOutcome] = {}
     workers = _workers(cfg, len(todo))
-    threads = max(1, (os.cpu_count() or 1) // workers)  # cores the scene processes leave free
+    # Per scene: one core cuts patches, the rest decode stripes (read ahead by a thread).
+    threads = max(1, (os.cpu_count() or 1) // workers - 1)
     bar = tqdm(total=len(todo), desc="tiling scenes", unit="scene", disable=None)
     try:
         if workers == 1:

@@ -20,7 +20,8 @@ import crc32c
 
 from impacts.errors import PatchSetError
 
-FeatureValue = bytes | int | float | list[int] | list[float]
+Chunk = bytes | bytearray
+FeatureValue = bytes | bytearray | int | float | list[int] | list[float]
 
 _MASK_DELTA = 0xA282EAD8
 _SMALL = [bytes((v,)) for v in range(0x80)]
@@ -58,14 +59,14 @@ def _header(number: int, length: int) -> bytes:
     return _varint(number << 3 | 2) + _varint(length)
 
 
-def _nest(number: int, chunks: list[bytes]) -> list[bytes]:
+def _nest(number: int, chunks: list[Chunk]) -> list[Chunk]:
     """Wrap chunks in a length-delimited field without copying them: only a header is made;
     the payload is copied once, by the final join."""
     return [_header(number, sum(map(len, chunks))), *chunks]
 
 
-def _feature(value: FeatureValue) -> list[bytes]:
-    if isinstance(value, bytes):
+def _feature(value: FeatureValue) -> list[Chunk]:
+    if isinstance(value, bytes | bytearray):
         return _nest(1, _nest(1, [value]))
     if isinstance(value, float) or (isinstance(value, list) and value and isinstance(value[0], float)):
         floats = [value] if isinstance(value, float) else value
@@ -74,12 +75,18 @@ def _feature(value: FeatureValue) -> list[bytes]:
     return _nest(3, [_field(1, b"".join(_varint(int(v)) for v in ints))])
 
 
-def encode_example(features: dict[str, FeatureValue]) -> bytes:
-    """Serialise a dict as a ``tf.train.Example`` (keys sorted, so bytes are reproducible)."""
-    entries: list[bytes] = []
+def example_chunks(features: dict[str, FeatureValue]) -> list[Chunk]:
+    """The serialised ``tf.train.Example`` as chunks whose concatenation is the message;
+    each bytes value appears as its own chunk, the very object passed in."""
+    entries: list[Chunk] = []
     for key, value in sorted(features.items()):
         entries += _nest(1, [_field(1, key.encode()), *_nest(2, _feature(value))])
-    return b"".join(_nest(1, entries))
+    return _nest(1, entries)
+
+
+def encode_example(features: dict[str, FeatureValue]) -> bytes:
+    """Serialise a dict as a ``tf.train.Example`` (keys sorted, so bytes are reproducible)."""
+    return b"".join(example_chunks(features))
 
 
 def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:

@@ -222,3 +222,39 @@ def test_tensorflow_parses_our_shards(tmp_path: Path, monkeypatch: pytest.Monkey
         "row": [-5, 7],
         "res_m": [0.25],
     }
+
+
+@pytest.mark.parametrize(
+    ("dtype", "shape", "patch_id"),
+    [("uint8", (128, 128), "S-000001"), ("uint16", (64, 32), "x"), ("uint8", (16, 16), "")],
+)
+def test_patch_records_are_the_bytes_the_generic_encoder_gives(
+    dtype: str, shape: tuple[int, int], patch_id: str
+) -> None:
+    from tiling.shards import encode_patch
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 2000, size=shape).astype(dtype)
+    mask = (rng.random(shape) < 0.3).astype(np.uint8)
+    expected = encode_example(
+        {
+            "patch_id": patch_id.encode(),
+            "image": image.tobytes(),
+            "mask": mask.tobytes(),
+            "height": shape[0],
+            "width": shape[1],
+            "dtype": dtype.encode(),
+        }
+    )
+    assert encode_patch(patch_id, image, mask) == expected
+    empty = encode_example(
+        {
+            "patch_id": patch_id.encode(),
+            "image": image.tobytes(),
+            "mask": bytes(mask.size),
+            "height": shape[0],
+            "width": shape[1],
+            "dtype": dtype.encode(),
+        }
+    )
+    assert encode_patch(patch_id, image, None) == empty
