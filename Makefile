@@ -39,7 +39,9 @@ typecheck: dev
 pytest: dev
 	$(BIN)/pytest -q
 
+## bench: figures in the README (ratios measured side by side in one run)
 bench: install
+	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/tiling.py
 
 clean:
