@@ -19,6 +19,8 @@ from impacts.errors import ImpactsError
 SUBCOMMANDS: dict[str, str] = {
     "synth": "tiling.cli:synth",
     "tile": "tiling.cli:tile",
+    "train": "training.cli:train",
+    "evaluate": "training.cli:evaluate",
 }
 
 

@@ -142,6 +142,9 @@ def tile_scene(files: SceneFiles, split: str, cfg: TileConfig, out: Path, thread
     counts = {kind: sum(r.kind == kind for r in records) for kind in ("positive", "negative", "pool")}
     counts["impacts"] = n_impacts
     write_manifest(partial / MANIFEST_NAME, records)
+    objects = files.image.with_name(f"{files.name}_objects.csv")
+    if objects.is_file():  # planted-object list of synthetic scenes: evaluation names false positives with it
+        shutil.copyfile(objects, partial / "objects.csv")
     (partial / PART_META).write_text(
         json.dumps(
             {

@@ -1,0 +1,110 @@
+"""``impacts train`` and ``impacts evaluate``: parse, load config, call library code.
+
+TensorFlow is imported inside the commands, never when the CLI starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@click.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Training YAML (configs/unet-*.yaml).",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Patch set written by `impacts tile`.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Run folder (an existing one is resumed).",
+)
+@click.option(
+    "--set", "sets", multiple=True, help="Config override KEY=VALUE (repeatable), e.g. --set epochs=3."
+)
+def train(config_path: Path, data_dir: Path, out_dir: Path, sets: tuple[str, ...]) -> None:
+    """Train the U-Net with rounds of hard-negative mining; write RUN/bundle and RUN/report.json."""
+    _quiet_tensorflow()
+    from impacts.config import load_config
+    from training.config import TrainConfig
+    from training.train import train_run
+
+    cfg = load_config(config_path, TrainConfig, list(sets))
+    report = train_run(cfg, data_dir, out_dir)
+    click.echo(
+        f"{'round':>5} {'mined':>6} {'split':5} {'obj P':>6} {'obj R':>6} {'obj F1':>6} {'craterFP':>8} {'pix MSE%':>8}"
+    )
+    for entry in report["rounds"]:
+        for split in ("val", "test"):
+            if split in entry:
+                m = entry[split]
+                click.echo(
+                    f"{entry['round']:5d} {entry['mined']:6d} {split:5} {m['object']['precision']:6.3f} {m['object']['recall']:6.3f} "
+                    f"{m['object']['f1']:6.3f} {m['fp_by_kind'].get('crater', 0):8d} {m['pixel']['mse']:8.3f}"
+                )
+    click.echo(f"bundle: {report['bundle']}")
+    click.echo(
+        f"report: {out_dir / 'report.json'}, figures: {out_dir / 'loss_curve.png'}, {out_dir / 'rounds.png'}"
+    )
+
+
+@click.command()
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Model bundle (RUN/bundle).",
+)
+@click.option(
+    "--data", "data_dir", type=click.Path(path_type=Path, file_okay=False), required=True, help="Patch set."
+)
+@click.option("--split", type=click.Choice(["val", "test", "train"]), default="test", show_default=True)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Folder for metrics.json and figures.",
+)
+@click.option("--set", "sets", multiple=True, help="Evaluation override KEY=VALUE, e.g. --set threshold=0.4.")
+def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path, sets: tuple[str, ...]) -> None:
+    """Measure a model bundle on a split: DIR/metrics.json, pr_curve.png, grid_chosen.png, grid_worst.png."""
+    _quiet_tensorflow()
+    from impacts.config import apply_overrides
+    from training.bundle import load_bundle
+    from training.config import EvalConfig
+    from training.data import PatchSet
+    from training.evaluate import evaluate_model
+
+    bundle = load_bundle(model_path)
+    cfg = EvalConfig.model_validate(apply_overrides(bundle.config.evaluation.model_dump(), list(sets)))
+    metrics = evaluate_model(bundle.model, PatchSet.load(data_dir), split, cfg, out_dir)
+    (out_dir / "model.json").write_text(
+        json.dumps({"bundle": str(bundle.path), "version": bundle.version}, indent=2) + "\n"
+    )
+    o = metrics["object"]
+    click.echo(
+        f"{split}: {metrics['n_patches']} patches, object P {o['precision']:.3f} R {o['recall']:.3f} F1 {o['f1']:.3f}, "
+        f"pixel MSE {metrics['pixel']['mse']:.3f}% IoU {metrics['pixel']['iou']:.3f}, FP by kind {metrics['fp_by_kind']}"
+    )
+    click.echo(f"metrics: {out_dir / 'metrics.json'}")

@@ -1,0 +1,108 @@
+"""Training configs: model, data, optimisation, mining rounds and evaluation."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from impacts.config import StrictModel
+
+
+class ModelConfig(StrictModel):
+    """U-Net architecture (see :func:`training.model.build_unet`)."""
+
+    input_px: int = Field(128, ge=16, description="Input side in px; a multiple of 2**depth.")
+    depth: int = Field(4, ge=1, le=6, description="Down-sampling steps.")
+    base_filters: int = Field(16, ge=2, description="Filters of the first level; doubled at each step down.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each level's convolutions.")
+    l2: float = Field(1e-5, ge=0, description="L2 weight decay on convolution kernels.")
+    expected_params: int | None = Field(
+        None, description="Trainable parameters this config should build (checked by a test)."
+    )
+
+    @model_validator(mode="after")
+    def _multiple(self) -> ModelConfig:
+        if self.input_px % (2**self.depth):
+            raise ValueError(f"input_px {self.input_px} is not a multiple of 2**depth = {2**self.depth}")
+        return self
+
+
+class DataConfig(StrictModel):
+    """Input pipeline."""
+
+    batch_size: int = Field(16, ge=2, description="Batch size (per replica).")
+    positive_fraction: float = Field(0.5, gt=0, lt=1, description="Impact patches in every batch.")
+    shuffle_buffer: int = Field(1024, ge=1, description="Shuffle buffer per class.")
+    augment: bool = Field(True, description="Flips, 90-degree rotations, brightness/contrast, noise.")
+    deterministic: bool = Field(
+        False, description="Same batches and augmentations on every run with the same seed."
+    )
+    steps_per_epoch: int | None = Field(
+        None, ge=1, description="Batches per epoch; None = one pass over the larger class."
+    )
+
+
+class OptimizerConfig(StrictModel):
+    """Optimizer and learning-rate schedule."""
+
+    name: Literal["adam", "sgd"] = "adam"
+    learning_rate: float = Field(1e-3, gt=0)
+    decay: Literal["none", "exponential", "cosine"] = Field(
+        "exponential", description="Learning-rate decay per step."
+    )
+    decay_rate: float = Field(0.5, gt=0, le=1, description="Exponential decay: factor per decay_epochs.")
+    decay_epochs: float = Field(10, gt=0)
+
+
+class MiningConfig(StrictModel):
+    """Hard-negative mining rounds (after round 0, the plain training)."""
+
+    rounds: int = Field(1, ge=0, description="Mining rounds after the first training.")
+    top_n: int = Field(200, ge=1, description="Hardest pool patches added per round.")
+    max_share: float = Field(
+        0.4, gt=0, lt=1, description="Most mined patches as a share of the training set."
+    )
+    score: Literal["area", "max"] = Field(
+        "area", description="area: predicted impact pixels; max: highest probability."
+    )
+    threshold: float = Field(0.5, gt=0, lt=1, description="Probability counted as a predicted impact pixel.")
+    mode: Literal["finetune", "restart"] = Field(
+        "finetune", description="Continue from the last weights or retrain from scratch."
+    )
+    epochs: int | None = Field(None, ge=1, description="Epochs per mining round; None = train.epochs.")
+    batch_size: int = Field(64, ge=1, description="Pool patches predicted per batch.")
+
+
+class EvalConfig(StrictModel):
+    """Evaluation settings."""
+
+    threshold: float = Field(0.5, gt=0, lt=1, description="Probability threshold of a predicted impact.")
+    min_area_px: int = Field(4, ge=1, description="Smaller predicted objects are ignored.")
+    res_m: float = Field(6.0, gt=0, description="Pixel size for false positives per 100 km^2.")
+    grid_patches: int = Field(6, ge=1, description="Patches in each prediction grid (chosen and worst).")
+
+
+class TrainConfig(StrictModel):
+    """Everything ``impacts train`` needs."""
+
+    seed: int = 0
+    model: ModelConfig = Field(default_factory=ModelConfig)  # type: ignore[arg-type]
+    data: DataConfig = Field(default_factory=DataConfig)  # type: ignore[arg-type]
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)  # type: ignore[arg-type]
+    loss: Literal["bce", "bce_dice"] = Field(
+        "bce_dice", description="Binary cross-entropy, or BCE + soft Dice."
+    )
+    epochs: int = Field(
+        40, ge=1, description="Epochs of round 0 (and of mining rounds unless mining.epochs)."
+    )
+    early_stopping_patience: int | None = Field(
+        8,
+        ge=1,
+        description="Stop after this many epochs without val_loss progress (best weights kept); None = off.",
+    )
+    target_val_loss: float | None = Field(
+        None, gt=0, description="Stop as soon as val_loss reaches this (time-to-target)."
+    )
+    mining: MiningConfig = Field(default_factory=MiningConfig)  # type: ignore[arg-type]
+    evaluation: EvalConfig = Field(default_factory=EvalConfig)  # type: ignore[arg-type]

@@ -1,0 +1,250 @@
+"""tf.data input: patch sets (shards + manifest) to balanced, augmented batches.
+
+Training batches hold exactly ``round(positive_fraction * batch_size)`` impact patches
+each (a fixed choice pattern over two shuffled, repeated class streams), not just on
+average. Records are parsed from the TFRecord shards and picked by patch id, so mined
+patches are read from the pool shards where they lie.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from impacts.errors import PatchSetError
+from tiling.manifest import MANIFEST_NAME, PatchRecord, read_manifest
+from tiling.tfrecord import decode_example, read_record_at
+from training.config import DataConfig
+
+POSITIVE_KINDS = ("positive",)
+NEGATIVE_KINDS = ("negative", "mined", "reviewed")
+MAX_VALUE = {"uint8": 255.0, "uint16": 65535.0}
+
+
+@dataclass
+class PatchSet:
+    """A patch-set folder and its manifest (which a training run may extend with mined rows)."""
+
+    root: Path
+    records: list[PatchRecord]
+    dtype: str
+
+    @classmethod
+    def load(cls, root: Path, manifest: Path | None = None) -> PatchSet:
+        """Read ``root/manifest.csv`` (or ``manifest``) and the pixel type of its patches.
+
+        Raises:
+            PatchSetError: No manifest, no patch, or patches of several pixel types.
+        """
+        records = read_manifest(manifest or root / MANIFEST_NAME)
+        if not records:
+            raise PatchSetError(f"{root}: the manifest lists no patch; tile some scenes first")
+        dtypes = {_record_dtype(root, r) for r in _first_per_shard(records)}
+        if len(dtypes) != 1:
+            raise PatchSetError(
+                f"{root}: patches of several pixel types {sorted(dtypes)}; tile uint8 and uint16 scenes into separate patch sets"
+            )
+        return cls(root, records, dtypes.pop())
+
+    def select(self, split: str, kinds: Sequence[str]) -> list[PatchRecord]:
+        """Records of one split whose kind is in ``kinds``."""
+        return [r for r in self.records if r.split == split and r.kind in kinds]
+
+    def objects_csv(self, scene: str) -> Path:
+        """Where the scene's planted-object list sits in the patch set (may not exist)."""
+        return self.root / "parts" / scene / "objects.csv"
+
+
+def _first_per_shard(records: list[PatchRecord]) -> list[PatchRecord]:
+    seen: dict[str, PatchRecord] = {}
+    for r in records:
+        seen.setdefault(r.shard, r)
+    return list(seen.values())
+
+
+def _record_dtype(root: Path, record: PatchRecord) -> str:
+    example = decode_example(read_record_at(root / record.shard, record.offset))
+    dtype = example.get("dtype", b"uint8")
+    return dtype.decode() if isinstance(dtype, bytes) else "uint8"
+
+
+def _parse_fn(dtype: str, patch_px: int) -> Any:
+    import tensorflow as tf
+
+    tf_dtype = tf.uint8 if dtype == "uint8" else tf.uint16
+    spec = {
+        "patch_id": tf.io.FixedLenFeature([], tf.string),
+        "image": tf.io.FixedLenFeature([], tf.string),
+        "mask": tf.io.FixedLenFeature([], tf.string),
+    }
+    scale = 1.0 / MAX_VALUE[dtype]
+
+    def parse(serialized: Any) -> dict[str, Any]:
+        ex = tf.io.parse_single_example(serialized, spec)
+        image = tf.reshape(tf.io.decode_raw(ex["image"], tf_dtype), (patch_px, patch_px, 1))
+        mask = tf.reshape(tf.io.decode_raw(ex["mask"], tf.uint8), (patch_px, patch_px, 1))
+        return {
+            "patch_id": ex["patch_id"],
+            "image": tf.cast(image, tf.float32) * scale,
+            "mask": tf.cast(mask, tf.float32),
+        }
+
+    return parse
+
+
+def records_dataset(
+    patches: PatchSet,
+    records: Sequence[PatchRecord],
+    *,
+    shuffle_files: bool = False,
+    seed: int = 0,
+    deterministic: bool = True,
+) -> Any:
+    """Parsed ``{patch_id, image, mask}`` elements of exactly ``records``, streamed from
+    their shards (only the shards that hold them are opened)."""
+    import tensorflow as tf
+
+    if not records:
+        raise PatchSetError(f"{patches.root}: no patch selected; check the manifest's splits and kinds")
+    files = sorted({str(patches.root / r.shard) for r in records})
+    ids = sorted({r.patch_id for r in records})
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(ids), tf.ones(len(ids), tf.int32)), default_value=0
+    )
+    files_ds = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle_files:
+        files_ds = files_ds.shuffle(len(files), seed=seed)
+    ds = files_ds.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=4,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic,
+    )
+    ds = ds.map(
+        _parse_fn(patches.dtype, records[0].height),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic,
+    )
+    return ds.filter(lambda ex: table.lookup(ex["patch_id"]) > 0)
+
+
+class Augmenter:
+    """Albumentations transforms, seeded per element (one pipeline per thread, so
+    tf.data's parallel calls never share random state)."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._local = threading.local()
+
+    def _pipeline(self) -> Any:
+        pipeline = getattr(self._local, "pipeline", None)
+        if pipeline is None:
+            import albumentations as alb
+
+            pipeline = alb.Compose(
+                [
+                    alb.HorizontalFlip(p=0.5),
+                    alb.VerticalFlip(p=0.5),
+                    alb.RandomRotate90(p=1.0),
+                    alb.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.15, p=0.5),
+                    alb.GaussNoise(std_range=(0.01, 0.04), p=0.3),
+                ]
+            )
+            self._local.pipeline = pipeline
+        return pipeline
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray, index: np.int64) -> tuple[np.ndarray, np.ndarray]:
+        """Augment one patch; geometric transforms move image and mask together."""
+        pipeline = self._pipeline()
+        pipeline.set_random_seed(int(self.seed * 1_000_003 + int(index)) % (2**32))
+        out = pipeline(image=image, mask=mask)
+        return np.clip(out["image"], 0.0, 1.0).astype(np.float32), out["mask"].astype(np.float32)
+
+
+def class_counts(batch_size: int, positive_fraction: float) -> tuple[int, int]:
+    """Positives and negatives in every batch (at least one of each)."""
+    positives = min(batch_size - 1, max(1, round(positive_fraction * batch_size)))
+    return positives, batch_size - positives
+
+
+def training_dataset(
+    patches: PatchSet,
+    positives: Sequence[PatchRecord],
+    negatives: Sequence[PatchRecord],
+    cfg: DataConfig,
+    seed: int,
+) -> tuple[Any, int]:
+    """Endless balanced, augmented ``(image, mask)`` batches and the steps of one epoch.
+
+    Each class stream is cached after the first pass, shuffled every pass and repeated; a
+    fixed choice pattern takes ``k`` positives then ``batch_size - k`` negatives per batch.
+
+    Returns:
+        ``(dataset, steps_per_epoch)``; one epoch is one pass over the larger class unless
+        ``cfg.steps_per_epoch`` says otherwise.
+    """
+    import tensorflow as tf
+
+    if not positives or not negatives:
+        raise PatchSetError(
+            f"{patches.root}: training needs impact and non-impact patches (got {len(positives)} and {len(negatives)}); check the train split"
+        )
+    n_pos, n_neg = class_counts(cfg.batch_size, cfg.positive_fraction)
+
+    def stream(records: Sequence[PatchRecord], salt: int) -> Any:
+        ds = records_dataset(
+            patches, records, shuffle_files=True, seed=seed + salt, deterministic=cfg.deterministic
+        )
+        ds = ds.map(lambda ex: (ex["image"], ex["mask"])).cache()
+        return ds.shuffle(
+            min(cfg.shuffle_buffer, len(records)), seed=seed + salt, reshuffle_each_iteration=True
+        ).repeat()
+
+    pattern = tf.data.Dataset.from_tensor_slices(tf.constant([0] * n_pos + [1] * n_neg, tf.int64)).repeat()
+    ds = tf.data.Dataset.choose_from_datasets([stream(positives, 1), stream(negatives, 2)], pattern)
+    if cfg.augment:
+        augment = Augmenter(seed)
+        ds = tf.data.Dataset.zip(ds, tf.data.Dataset.counter())
+
+        def apply(pair: tuple[Any, Any], index: Any) -> tuple[Any, Any]:
+            image, mask = tf.numpy_function(augment, [pair[0], pair[1], index], (tf.float32, tf.float32))
+            shape = (records_px(positives), records_px(positives), 1)
+            return tf.ensure_shape(image, shape), tf.ensure_shape(mask, shape)
+
+        ds = ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=cfg.deterministic)
+    ds = ds.batch(cfg.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = cfg.deterministic
+    ds = ds.with_options(options)
+    steps = cfg.steps_per_epoch or max(1, math.ceil(max(len(positives) / n_pos, len(negatives) / n_neg)))
+    return ds, steps
+
+
+def records_px(records: Sequence[PatchRecord]) -> int:
+    """Patch side of a set of records (all the same)."""
+    return records[0].height
+
+
+def eval_dataset(patches: PatchSet, records: Sequence[PatchRecord], batch_size: int) -> Any:
+    """``(image, mask)`` batches of ``records`` in shard order, cached (for validation)."""
+    import tensorflow as tf
+
+    ds = records_dataset(patches, records).map(lambda ex: (ex["image"], ex["mask"]))
+    return ds.cache().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def iterate_patches(
+    patches: PatchSet, records: Sequence[PatchRecord], batch_size: int
+) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+    """Batches of ``(patch_ids, images, masks)`` as numpy, streamed (mining, evaluation)."""
+    import tensorflow as tf
+
+    ds = records_dataset(patches, records).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    for batch in ds.as_numpy_iterator():
+        yield [p.decode() for p in batch["patch_id"]], batch["image"], batch["mask"]

@@ -1,0 +1,94 @@
+"""Hard-negative mining: the pool patches the current model gets most wrong.
+
+Only train-split ``pool`` patches are candidates; val and test patches can never be mined
+(:func:`apply_mined` refuses them). The pool is predicted in batches and only the best
+``quota`` scores are kept in a heap, so a pool of any size streams in bounded memory.
+
+Score: the predicted impact area (share of pixels at or above the threshold), ties broken
+by the highest probability. Pool patches hold no impact pixel, so every predicted pixel is
+a false positive; the area ranks the false detections an analyst would see and have to
+reject (crater rims, shadows, borders) above isolated hot pixels, and unlike the maximum
+probability it does not saturate at 1 for many patches at once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from impacts.errors import PatchSetError
+from tiling.manifest import PatchRecord
+from training.config import MiningConfig
+from training.data import PatchSet, iterate_patches
+
+log = logging.getLogger(__name__)
+
+
+def mining_quota(n_base: int, n_mined: int, top_n: int, max_share: float) -> int:
+    """How many patches a round may add: at most ``top_n``, and mined patches may not
+    exceed ``max_share`` of the training set (``mined / (base + mined) <= max_share``)."""
+    allowed_total = int(np.floor(max_share * n_base / (1 - max_share) + 1e-9))
+    return max(0, min(top_n, allowed_total - n_mined))
+
+
+def score_patches(probs: np.ndarray, threshold: float, how: str) -> np.ndarray:
+    """Score each patch of a batch ``(N, H, W[, 1])`` of impact probabilities."""
+    flat = probs.reshape(len(probs), -1)
+    peak = flat.max(axis=1)
+    if how == "max":
+        return peak
+    return (flat >= threshold).mean(axis=1) + 1e-6 * peak
+
+
+def mining_candidates(records: list[PatchRecord]) -> list[PatchRecord]:
+    """The pool: unused train negatives (never val or test)."""
+    return [r for r in records if r.split == "train" and r.kind == "pool"]
+
+
+def mine_pool(model: Any, patches: PatchSet, cfg: MiningConfig, quota: int) -> list[tuple[str, float]]:
+    """Predict the pool in batches and return the ``quota`` worst ``(patch_id, score)``,
+    worst first."""
+    pool = mining_candidates(patches.records)
+    if quota <= 0 or not pool:
+        return []
+    best: list[tuple[float, str]] = []
+    with tqdm(total=len(pool), desc="mining pool", unit="patch", disable=None) as bar:
+        for ids, images, _ in iterate_patches(patches, pool, cfg.batch_size):
+            probs = np.asarray(model.predict_on_batch(images))
+            for patch_id, score in zip(
+                ids, score_patches(probs, cfg.threshold, cfg.score).tolist(), strict=True
+            ):
+                if len(best) < quota:
+                    heapq.heappush(best, (score, patch_id))
+                elif score > best[0][0]:
+                    heapq.heapreplace(best, (score, patch_id))
+            bar.update(len(ids))
+    return [(patch_id, score) for score, patch_id in sorted(best, reverse=True)]
+
+
+def apply_mined(
+    records: list[PatchRecord], mined: list[tuple[str, float]], round_index: int, model_version: str
+) -> int:
+    """Turn the mined pool records into ``mined`` ones with their round, score and model.
+
+    Returns:
+        How many records changed.
+
+    Raises:
+        PatchSetError: A mined id is not a train pool patch (val and test are never mined).
+    """
+    by_id = {r.patch_id: r for r in records}
+    for patch_id, score in mined:
+        record = by_id.get(patch_id)
+        if record is None or record.split != "train" or record.kind != "pool":
+            where = "unknown" if record is None else f"{record.split}/{record.kind}"
+            raise PatchSetError(f"patch {patch_id} ({where}) cannot be mined: only train pool patches can")
+        record.kind = "mined"
+        record.round = round_index
+        record.score = float(score)
+        record.model_version = model_version
+    return len(mined)

@@ -1,0 +1,289 @@
+"""``impacts train``: rounds of fitting and hard-negative mining, ending in a model bundle.
+
+Round 0 trains on the train split's positives and negatives; each mining round then adds
+the pool patches the model gets most wrong and trains again (fine-tune or restart). After
+every round the model is measured on val and test, so ``report.json`` shows what mining
+bought. A killed run started again with the same command continues: finished rounds are
+skipped (their weights, metrics and mined patches are on disk) and the round in progress
+resumes from its last finished epoch (Keras ``BackupAndRestore``).
+
+Run folder::
+
+    RUN/run.json            resolved config, version, git revision, seed
+    RUN/manifest.csv        the patch set's manifest plus mined rows: what was trained on
+    RUN/state.json          finished rounds (resume)
+    RUN/rounds/round-R.weights.h5
+    RUN/checkpoints/        last.keras and best.keras, written every epoch
+    RUN/logs/round-R.csv, RUN/logs/tensorboard/
+    RUN/loss_curve.png, RUN/rounds.png
+    RUN/bundle/             model bundle (training.load_bundle)
+    RUN/report.json         one entry per round: mined patches, val and test metrics
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from impacts.errors import PatchSetError
+from impacts.provenance import write_run_record
+from tiling.manifest import MANIFEST_NAME, write_manifest
+from training.bundle import export_bundle
+from training.config import TrainConfig
+from training.data import NEGATIVE_KINDS, POSITIVE_KINDS, PatchSet, eval_dataset, training_dataset
+from training.evaluate import EVAL_KINDS, evaluate_model, json_safe
+from training.mining import apply_mined, mine_pool, mining_candidates, mining_quota
+from training.report import plot_loss_curves, plot_rounds
+
+log = logging.getLogger(__name__)
+
+
+def build_compiled_model(cfg: TrainConfig, steps_per_epoch: int) -> Any:
+    """The U-Net with its optimizer, learning-rate schedule and loss."""
+    import keras
+
+    from training.losses import get_loss
+    from training.model import build_unet
+
+    opt = cfg.optimizer
+    lr: Any = opt.learning_rate
+    decay_steps = max(1, int(opt.decay_epochs * steps_per_epoch))
+    if opt.decay == "exponential":
+        lr = keras.optimizers.schedules.ExponentialDecay(opt.learning_rate, decay_steps, opt.decay_rate)
+    elif opt.decay == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(
+            opt.learning_rate, decay_steps * max(1, math.ceil(cfg.epochs / opt.decay_epochs))
+        )
+    optimizer = keras.optimizers.Adam(lr) if opt.name == "adam" else keras.optimizers.SGD(lr, momentum=0.9)
+    model = build_unet(cfg.model)
+    model.compile(
+        optimizer=optimizer,
+        loss=get_loss(cfg.loss),
+        metrics=[
+            keras.metrics.MeanSquaredError(name="mse"),
+            keras.metrics.BinaryIoU(target_class_ids=[1], name="iou"),
+        ],
+    )
+    return model
+
+
+class StopAtValLoss:
+    """Keras callback factory: stop when ``val_loss`` reaches a target (time-to-target)."""
+
+    @staticmethod
+    def make(target: float) -> Any:
+        import keras
+
+        class _Stop(keras.callbacks.Callback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.started = time.perf_counter()
+                self.reached: dict[str, float] | None = None
+
+            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+                val = (logs or {}).get("val_loss")
+                if val is not None and val <= target and self.reached is None:
+                    self.reached = {
+                        "epoch": epoch + 1,
+                        "seconds": time.perf_counter() - self.started,
+                        "val_loss": float(val),
+                    }
+                    log.info("val_loss %.4f reached the target %.4f at epoch %d", val, target, epoch + 1)
+                    self.model.stop_training = True
+
+        return _Stop()
+
+
+def _callbacks(cfg: TrainConfig, out: Path, round_index: int, has_val: bool) -> list[Any]:
+    import keras
+
+    monitor = "val_loss" if has_val else "loss"
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(out / "backup" / f"round-{round_index}")),
+        keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "last.keras")),
+        keras.callbacks.ModelCheckpoint(
+            str(out / "checkpoints" / "best.keras"), monitor=monitor, save_best_only=True
+        ),
+        keras.callbacks.CSVLogger(str(out / "logs" / f"round-{round_index}.csv"), append=True),
+        keras.callbacks.TensorBoard(str(out / "logs" / "tensorboard"), write_graph=False, profile_batch=0),
+    ]
+    if cfg.early_stopping_patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, patience=cfg.early_stopping_patience, restore_best_weights=True
+            )
+        )
+    if cfg.target_val_loss is not None and has_val:
+        callbacks.append(StopAtValLoss.make(cfg.target_val_loss))
+    return callbacks
+
+
+def _fit_round(
+    model: Any, cfg: TrainConfig, patches: PatchSet, out: Path, round_index: int
+) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    positives = patches.select("train", POSITIVE_KINDS)
+    negatives = patches.select("train", NEGATIVE_KINDS)
+    dataset, steps = training_dataset(patches, positives, negatives, cfg.data, cfg.seed + 1000 * round_index)
+    val_records = patches.select("val", EVAL_KINDS)
+    val = eval_dataset(patches, val_records, cfg.data.batch_size) if val_records else None
+    if val is None:
+        log.warning("no val patches: early stopping and checkpoints watch the training loss")
+    epochs = cfg.epochs if round_index == 0 else (cfg.mining.epochs or cfg.epochs)
+    callbacks = _callbacks(cfg, out, round_index, val is not None)
+    log.info(
+        "round %d: %d impact and %d non-impact train patches, %d steps/epoch, up to %d epochs",
+        round_index,
+        len(positives),
+        len(negatives),
+        steps,
+        epochs,
+    )
+    started = time.perf_counter()
+    history = model.fit(
+        dataset,
+        steps_per_epoch=steps,
+        epochs=epochs,
+        validation_data=val,
+        validation_steps=math.ceil(len(val_records) / cfg.data.batch_size) if val is not None else None,
+        callbacks=callbacks,
+        verbose=1 if sys.stderr.isatty() else 2,
+    )
+    stop = next((c for c in callbacks if hasattr(c, "reached")), None)
+    info = {
+        "epochs_run": len(history.history.get("loss", [])),
+        "seconds": time.perf_counter() - started,
+        "train_positives": len(positives),
+        "train_negatives": len(negatives),
+        "target_reached": getattr(stop, "reached", None),
+    }
+    return {k: [float(v) for v in vals] for k, vals in history.history.items()}, info
+
+
+def _load_state(out: Path) -> dict[str, Any]:
+    path = out / "state.json"
+    return (
+        json.loads(path.read_text()) if path.is_file() else {"rounds": [], "history": {}, "round_starts": []}
+    )
+
+
+def _save_state(out: Path, state: dict[str, Any]) -> None:
+    tmp = out / "state.json.partial"
+    tmp.write_text(json.dumps(state, indent=1) + "\n")
+    tmp.replace(out / "state.json")
+
+
+def train_run(cfg: TrainConfig, data: Path, out: Path) -> dict[str, Any]:
+    """Train, mine and evaluate round after round; write the bundle and the report.
+
+    Args:
+        cfg: Resolved training config.
+        data: Patch-set folder written by ``impacts tile``.
+        out: Run folder (created; an existing one is resumed).
+
+    Returns:
+        The report: ``{"rounds": [...], "bundle": path, "version": ...}``.
+
+    Raises:
+        PatchSetError: The patch set is missing, or has no train impacts or negatives.
+    """
+    import keras
+    import tensorflow as tf
+
+    out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.data.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    write_run_record(out, cfg, cfg.seed, "train")
+    manifest = out / MANIFEST_NAME
+    if not manifest.is_file():
+        if not (data / MANIFEST_NAME).is_file():
+            raise PatchSetError(
+                f"{data / MANIFEST_NAME} not found; build the patch set with `impacts tile --out {data}`"
+            )
+        shutil.copyfile(data / MANIFEST_NAME, manifest)
+    patches = PatchSet.load(data, manifest)
+    state = _load_state(out)
+    rounds_total = cfg.mining.rounds + 1
+    model = None
+    if state["rounds"]:
+        log.info("resuming after round %d", len(state["rounds"]) - 1)
+    for round_index in range(len(state["rounds"]), rounds_total):
+        if model is None or (round_index > 0 and cfg.mining.mode == "restart"):
+            model = build_compiled_model(cfg, steps_per_epoch=_steps_hint(patches, cfg))
+            if round_index > 0 and cfg.mining.mode == "finetune":
+                model.load_weights(out / "rounds" / f"round-{round_index - 1}.weights.h5")
+        state["round_starts"].append(len(state["history"].get("loss", [])))
+        history, info = _fit_round(model, cfg, patches, out, round_index)
+        for key, values in history.items():
+            state["history"].setdefault(key, []).extend(values)
+        (out / "rounds").mkdir(exist_ok=True)
+        model.save_weights(out / "rounds" / f"round-{round_index}.weights.h5")
+        version = f"{out.resolve().name}-r{round_index}"
+        entry: dict[str, Any] = {"round": round_index, "model_version": version, **info}
+        for split in ("val", "test"):
+            if patches.select(split, EVAL_KINDS):
+                entry[split] = evaluate_model(model, patches, split, cfg.evaluation)
+        entry["mined"] = 0
+        if round_index < rounds_total - 1:
+            entry["mined"] = _mine(model, patches, cfg, round_index + 1, version)
+            write_manifest(manifest, patches.records)
+        state["rounds"].append(entry)
+        _save_state(out, state)
+    if model is None:  # every round was already done: rebuild the final model from its weights
+        model = build_compiled_model(cfg, steps_per_epoch=_steps_hint(patches, cfg))
+        model.load_weights(out / "rounds" / f"round-{rounds_total - 1}.weights.h5")
+    return _finish(model, cfg, out, state)
+
+
+def _steps_hint(patches: PatchSet, cfg: TrainConfig) -> int:
+    from training.data import class_counts
+
+    n_pos, n_neg = class_counts(cfg.data.batch_size, cfg.data.positive_fraction)
+    pos, neg = len(patches.select("train", POSITIVE_KINDS)), len(patches.select("train", NEGATIVE_KINDS))
+    return cfg.data.steps_per_epoch or max(1, math.ceil(max(pos / n_pos, neg / max(n_neg, 1))))
+
+
+def _mine(model: Any, patches: PatchSet, cfg: TrainConfig, round_index: int, version: str) -> int:
+    base = len(
+        [r for r in patches.records if r.split == "train" and r.kind in ("positive", "negative", "reviewed")]
+    )
+    already = len([r for r in patches.records if r.split == "train" and r.kind == "mined"])
+    quota = mining_quota(base, already, cfg.mining.top_n, cfg.mining.max_share)
+    mined = mine_pool(model, patches, cfg.mining, quota)
+    count = apply_mined(patches.records, mined, round_index, version)
+    log.info(
+        "round %d: mined %d of %d pool patches (quota %d; scores %s)",
+        round_index,
+        count,
+        len(mining_candidates(patches.records)) + count,
+        quota,
+        f"{mined[0][1]:.4f}..{mined[-1][1]:.4f}" if mined else "-",
+    )
+    return count
+
+
+def _finish(model: Any, cfg: TrainConfig, out: Path, state: dict[str, Any]) -> dict[str, Any]:
+    last = state["rounds"][-1]
+    version = last["model_version"]
+    metrics = {split: last[split] for split in ("val", "test") if split in last}
+    bundle = export_bundle(out / "bundle", model, cfg, version, state["history"], metrics)
+    report = {"version": version, "bundle": str(bundle), "rounds": state["rounds"]}
+    (out / "report.json").write_text(json.dumps(json_safe(report), indent=2) + "\n")
+    if state["history"].get("loss"):
+        plot_loss_curves(
+            state["history"],
+            out / "loss_curve.png",
+            title=f"Training {out.name}",
+            round_starts=state["round_starts"][1:],
+        )
+    if any("val" in r or "test" in r for r in state["rounds"]):
+        plot_rounds(state["rounds"], out / "rounds.png")
+    return report
