@@ -20,11 +20,17 @@ $(VENV)/.installed-dev: pyproject.toml
 install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
-## demo: synthetic scenes -> balanced patch set (grows into the whole loop)
+## demo: synthetic scenes -> patches -> U-Net with one mining round -> evaluation (about 10 min on 2 cores)
 demo: install
 	$(BIN)/impacts synth --out $(DEMO)/scenes --count 6 --seed 7
 	$(BIN)/impacts tile --scenes $(DEMO)/scenes --out $(DEMO)/patches --config configs/tile.yaml
-	@echo "demo: scenes in $(DEMO)/scenes, patch set in $(DEMO)/patches (manifest.csv)"
+	$(BIN)/impacts train --config configs/unet-demo.yaml --data $(DEMO)/patches --out $(DEMO)/run
+	$(BIN)/impacts evaluate --model $(DEMO)/run/bundle --data $(DEMO)/patches --split test --out $(DEMO)/eval
+	@echo "demo done:"
+	@echo "  run report  $(DEMO)/run/report.json  (per round: mined patches, val/test metrics)"
+	@echo "  figures     $(DEMO)/run/loss_curve.png $(DEMO)/run/rounds.png"
+	@echo "  evaluation  $(DEMO)/eval/metrics.json $(DEMO)/eval/pr_curve.png $(DEMO)/eval/grid_chosen.png $(DEMO)/eval/grid_worst.png"
+	@echo "  model       $(DEMO)/run/bundle"
 
 ## test: lint, type check and the whole test suite
 test: lint typecheck pytest
@@ -43,6 +49,8 @@ pytest: dev
 bench: install
 	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/tiling.py
+	$(BIN)/python benchmarks/input_pipeline.py
+	$(BIN)/python benchmarks/quality.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

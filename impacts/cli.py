@@ -69,3 +69,7 @@ def configure_logging(verbosity: int) -> None:
 def main(verbose: int, quiet: int) -> None:
     """Find fresh impact sites on Mars orbital images: synth -> tile -> train -> predict -> review."""
     configure_logging(verbose - quiet)
+
+
+if __name__ == "__main__":
+    main()

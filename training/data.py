@@ -9,6 +9,7 @@ patches are read from the pool shards where they lie.
 from __future__ import annotations
 
 import math
+import random
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -162,7 +163,13 @@ class Augmenter:
     def __call__(self, image: np.ndarray, mask: np.ndarray, index: np.int64) -> tuple[np.ndarray, np.ndarray]:
         """Augment one patch; geometric transforms move image and mask together."""
         pipeline = self._pipeline()
-        pipeline.set_random_seed(int(self.seed * 1_000_003 + int(index)) % (2**32))
+        # One generator pair per patch, shared by all transforms so that they draw in turn
+        # (seeding each transform alike would make them all fire together).
+        generator = np.random.default_rng([self.seed & 0xFFFFFFFF, int(index)])
+        py_random = random.Random(int(generator.integers(2**63)))
+        pipeline.set_random_state(generator, py_random)
+        for transform in pipeline.transforms:
+            transform.set_random_state(generator, py_random)
         out = pipeline(image=image, mask=mask)
         return np.clip(out["image"], 0.0, 1.0).astype(np.float32), out["mask"].astype(np.float32)
 

@@ -82,11 +82,23 @@ def apply_mined(
         PatchSetError: A mined id is not a train pool patch (val and test are never mined).
     """
     by_id = {r.patch_id: r for r in records}
-    for patch_id, score in mined:
+    seen: set[str] = set()
+    for patch_id, _ in mined:  # check everything first: a refused id changes nothing
         record = by_id.get(patch_id)
-        if record is None or record.split != "train" or record.kind != "pool":
-            where = "unknown" if record is None else f"{record.split}/{record.kind}"
-            raise PatchSetError(f"patch {patch_id} ({where}) cannot be mined: only train pool patches can")
+        if record is None or record.split != "train" or record.kind != "pool" or patch_id in seen:
+            where = (
+                "twice"
+                if patch_id in seen
+                else "unknown"
+                if record is None
+                else f"{record.split}/{record.kind}"
+            )
+            raise PatchSetError(
+                f"patch {patch_id} ({where}) cannot be mined: only train pool patches can, once"
+            )
+        seen.add(patch_id)
+    for patch_id, score in mined:
+        record = by_id[patch_id]
         record.kind = "mined"
         record.round = round_index
         record.score = float(score)

@@ -22,6 +22,7 @@ Run folder::
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
@@ -151,20 +152,37 @@ def _fit_round(
         dataset,
         steps_per_epoch=steps,
         epochs=epochs,
+        shuffle=False,  # the dataset shuffles itself
         validation_data=val,
         validation_steps=math.ceil(len(val_records) / cfg.data.batch_size) if val is not None else None,
         callbacks=callbacks,
         verbose=1 if sys.stderr.isatty() else 2,
     )
     stop = next((c for c in callbacks if hasattr(c, "reached")), None)
+    logged = _logged_history(out / "logs" / f"round-{round_index}.csv") or _floats(history.history)
     info = {
-        "epochs_run": len(history.history.get("loss", [])),
+        "epochs_run": len(logged.get("loss", [])),
         "seconds": time.perf_counter() - started,
         "train_positives": len(positives),
         "train_negatives": len(negatives),
         "target_reached": getattr(stop, "reached", None),
     }
-    return {k: [float(v) for v in vals] for k, vals in history.history.items()}, info
+    return logged, info
+
+
+def _floats(history: dict[str, list[Any]]) -> dict[str, list[float]]:
+    return {k: [float(v) for v in vals] for k, vals in history.items()}
+
+
+def _logged_history(path: Path) -> dict[str, list[float]]:
+    """The round's history from its CSV log, which survives a kill (``History`` only holds
+    the epochs since the last start); a repeated epoch keeps its last line."""
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as fh:
+        rows = {int(row["epoch"]): row for row in csv.DictReader(fh)}
+    keys = [k for k in next(iter(rows.values()), {}) if k != "epoch"]
+    return {k: [float(rows[e][k]) for e in sorted(rows)] for k in keys}
 
 
 def _load_state(out: Path) -> dict[str, Any]:
