@@ -51,7 +51,8 @@ def mining_candidates(records: list[PatchRecord]) -> list[PatchRecord]:
 
 def mine_pool(model: Any, patches: PatchSet, cfg: MiningConfig, quota: int) -> list[tuple[str, float]]:
     """Predict the pool in batches and return the ``quota`` worst ``(patch_id, score)``,
-    worst first."""
+    worst first. Only false positives qualify (a patch with at least one pixel at or above
+    the threshold), so a good model may mine fewer than ``quota``."""
     pool = mining_candidates(patches.records)
     if quota <= 0 or not pool:
         return []
@@ -59,9 +60,11 @@ def mine_pool(model: Any, patches: PatchSet, cfg: MiningConfig, quota: int) -> l
     with tqdm(total=len(pool), desc="mining pool", unit="patch", disable=None) as bar:
         for ids, images, _ in iterate_patches(patches, pool, cfg.batch_size):
             probs = np.asarray(model.predict_on_batch(images))
-            for patch_id, score in zip(
-                ids, score_patches(probs, cfg.threshold, cfg.score).tolist(), strict=True
-            ):
+            scores = score_patches(probs, cfg.threshold, cfg.score).tolist()
+            wrong = (probs.reshape(len(probs), -1).max(axis=1) >= cfg.threshold).tolist()
+            for patch_id, score, is_false_positive in zip(ids, scores, wrong, strict=True):
+                if not is_false_positive:
+                    continue
                 if len(best) < quota:
                     heapq.heappush(best, (score, patch_id))
                 elif score > best[0][0]:

@@ -300,7 +300,7 @@ def _finish(model: Any, cfg: TrainConfig, out: Path, state: dict[str, Any]) -> d
             state["history"],
             out / "loss_curve.png",
             title=f"Training {out.name}",
-            round_starts=state["round_starts"][1:],
+            round_starts=state["round_starts"],
         )
     if any("val" in r or "test" in r for r in state["rounds"]):
         plot_rounds(state["rounds"], out / "rounds.png")

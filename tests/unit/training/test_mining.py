@@ -226,11 +226,20 @@ def test_mine_pool_returns_the_quota_worst_worst_first(patches: PatchSet, hash_m
 def test_mine_pool_never_looks_at_val_or_test(patches: PatchSet, hash_model: HashModel) -> None:
     held_out = {r.patch_id for r in patches.records if r.split != "train"}
     mined = mine_pool(hash_model, patches, MiningConfig(batch_size=64), quota=50)
-    assert len(mined) == 50
+    # Only the five planted pool patches are false positives; the rest predict nothing.
+    assert len(mined) == 5
     assert not held_out & {patch_id for patch_id, _ in mined}
     assert not held_out & set(hash_model.seen)
     scores = [score for _, score in mined]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_patches_without_a_predicted_impact_pixel_are_never_mined(
+    patches: PatchSet, hash_model: HashModel
+) -> None:
+    hash_model.area = {}  # a model that is right everywhere: nothing to mine
+    assert mine_pool(hash_model, patches, MiningConfig(batch_size=64), quota=50) == []
+    assert len(hash_model.seen) == len(mining_candidates(patches.records))
 
 
 def test_mine_pool_with_no_quota_predicts_nothing(patches: PatchSet, hash_model: HashModel) -> None:
