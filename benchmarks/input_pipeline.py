@@ -12,11 +12,12 @@ machine hits both alike:
 Each round trains ``--warmup`` untimed steps and then ``--steps`` timed ones. The bare
 pipeline (iterated without the model) is timed in the same rounds for context. Prints the
 median images/s of each, the pipeline's share of step time,
-``1 - pipeline images/s / in-memory images/s`` (clipped at 0; target: below 10 %), and
+``1 - pipeline images/s / in-memory images/s`` (clipped at 0; target: below 10 %), the
+same share in process CPU time (less sensitive to other load on a shared machine), and
 the target line. The patch set is synthesised and tiled on first use under
 ``.bench/input_pipeline/`` (4 scenes of 2048 x 1536 px, seed 3).
 
-    python benchmarks/input_pipeline.py [--config configs/unet-demo.yaml] [--steps 24]
+    python benchmarks/input_pipeline.py [--config configs/unet-demo.yaml] [--steps 32]
                                         [--batch-size 16] [--rounds 5] [--warmup 2]
                                         [--memory-batches 8] [--set data.augment=false]
 """
@@ -35,7 +36,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench" / "input_pipeline"
-TARGET_SHARE = 0.10
+TARGET_SHARE_PCT = 10.0
 
 
 def _patch_set(work: Path) -> Path:
@@ -86,7 +87,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config", default=str(ROOT / "configs" / "unet-demo.yaml"))
-    parser.add_argument("--steps", type=int, default=24, help="timed steps per round and source")
+    parser.add_argument("--steps", type=int, default=32, help="timed steps per round and source")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the config's")
     parser.add_argument("--rounds", type=int, default=5, help="alternated rounds; the median is reported")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps at the start of every round")
@@ -161,7 +162,8 @@ def main() -> None:
     rates = {k: [images / wall for wall, _ in v] for k, v in timings.items()}
     rate = {k: statistics.median(v) for k, v in rates.items()}
     cpu_ms = {k: 1000 * statistics.median(cpu for _, cpu in v) / args.steps for k, v in timings.items()}
-    share = max(0.0, 1.0 - rate["pipeline"] / rate["memory"])
+    # Rounded once, so the verdict agrees with the printed figure.
+    share_pct = round(100 * max(0.0, 1.0 - rate["pipeline"] / rate["memory"]), 1)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     print(
         f"config {Path(args.config).name}: {trainable:,} trainable parameters, batch {batch}, "
@@ -177,13 +179,13 @@ def main() -> None:
     for key, label in labels.items():
         spread = f"{min(rates[key]):.1f}..{max(rates[key]):.1f}"
         print(f"{label:28} {rate[key]:9.1f} {1000 * batch / rate[key]:8.1f} {cpu_ms[key]:11.1f} {spread:>18}")
-    print(f"pipeline share of step time: {100 * share:.1f} %")
+    print(f"pipeline share of step time: {share_pct:.1f} %")
     # Process CPU time is less sensitive than wall time to other load on a shared machine.
     cpu_share = max(0.0, 1.0 - cpu_ms["memory"] / cpu_ms["pipeline"])
     print(f"pipeline share of CPU time per step (context): {100 * cpu_share:.1f} %")
     print(
-        f"target: pipeline costs < {100 * TARGET_SHARE:.0f} % of step time: {100 * share:.1f} % "
-        f"({'met' if share < TARGET_SHARE else 'MISSED'})"
+        f"target: pipeline costs < {TARGET_SHARE_PCT:.0f} % of step time: {share_pct:.1f} % "
+        f"({'met' if share_pct < TARGET_SHARE_PCT else 'MISSED'})"
     )
 
 

@@ -21,23 +21,27 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# This folder holds benchmarks/tiling.py, which would shadow the tiling package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from impacts.config import load_config
-from tiling.config import SynthConfig, TileConfig
-from tiling.pipeline import tile_folder
-from tiling.synth import synth_scenes
-from training.config import TrainConfig
-from training.train import train_run
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / ".bench" / "quality"
 
 
 def main() -> None:
+    from impacts.config import load_config
+    from tiling.config import SynthConfig, TileConfig
+    from tiling.pipeline import tile_folder
+    from tiling.synth import synth_scenes
+    from training.config import TrainConfig
+    from training.train import train_run
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -48,6 +52,7 @@ def main() -> None:
     parser.add_argument(
         "--eval-negatives", type=float, default=4.0, help="val/test negatives per impact crop"
     )
+    parser.add_argument("--difficulty", default="hard", choices=["easy", "medium", "hard"])
     parser.add_argument("--set", dest="sets", action="append", default=[], help="training config override")
     parser.add_argument("--fresh", action="store_true", help="rebuild scenes and patches")
     args = parser.parse_args()
