@@ -75,7 +75,8 @@ def main() -> None:
     minutes = (time.perf_counter() - started) / 60
 
     print(
-        f"\nconfig {args.config.name} {' '.join(args.sets)}; {args.scenes} scenes (seed {args.seed}); {minutes:.1f} min in all"
+        f"\nconfig {args.config.name} {' '.join([*budget, *args.sets])}; {args.scenes} {args.difficulty} scenes "
+        f"(seed {args.seed}); {minutes:.1f} min in all"
     )
     print(
         f"{'round':>5} {'mined':>6} {'epochs':>6} {'P':>6} {'R':>6} {'F1':>6} {'crater FP':>9} {'all FP':>6} {'FP/100km2':>9}"
