@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "tile": "tiling.cli:tile",
     "train": "training.cli:train",
     "evaluate": "training.cli:evaluate",
+    "predict": "training.cli:predict",
 }
 
 

@@ -26,6 +26,7 @@ class Impact:
     area_px: int
     centroid_row: float
     centroid_col: float
+    peak: float = 0.0  # highest ``values`` pixel of the region (0 when none were given)
 
 
 class ComponentTracker:
@@ -34,7 +35,7 @@ class ComponentTracker:
     def __init__(self, width: int) -> None:
         self.width = width
         self._parent: list[int] = []
-        self._stats: list[list[float]] = []  # area, rmin, rmax, cmin, cmax, sum_r, sum_c
+        self._stats: list[list[float]] = []  # area, rmin, rmax, cmin, cmax, sum_r, sum_c, peak
         self._last_row = np.zeros(width, dtype=np.int64)  # global id + 1 of the last row seen
         self._next_row = 0
         self._emitted: set[int] = set()
@@ -53,8 +54,9 @@ class ComponentTracker:
         if ra != rb:
             self._parent[max(ra, rb)] = min(ra, rb)
 
-    def add_stripe(self, mask: np.ndarray, row0: int) -> None:
-        """Label one stripe (``mask`` non-zero = impact) starting at scene row ``row0``.
+    def add_stripe(self, mask: np.ndarray, row0: int, values: np.ndarray | None = None) -> None:
+        """Label one stripe (``mask`` non-zero = impact) starting at scene row ``row0``;
+        ``values`` (same shape, e.g. probabilities) gives each region its peak.
 
         Raises:
             ValueError: Stripes are not consecutive or have the wrong width.
@@ -82,6 +84,9 @@ class ComponentTracker:
             area = np.bincount(lab, minlength=n)
             sum_r = np.bincount(lab, weights=rr + (row0 + r_lo), minlength=n)
             sum_c = np.bincount(lab, weights=cc + c_lo, minlength=n)
+            peak = np.zeros(n)
+            if values is not None:
+                np.maximum.at(peak, lab, values[rr + r_lo, cc + c_lo])
             for k, sl in enumerate(ndimage.find_objects(labels)):
                 assert sl is not None
                 self._stats.append(
@@ -93,6 +98,7 @@ class ComponentTracker:
                         sl[1].stop - 1 + c_lo,
                         float(sum_r[k]),
                         float(sum_c[k]),
+                        float(peak[k]),
                     ]
                 )
             if r_lo == 0:
@@ -125,6 +131,7 @@ class ComponentTracker:
             m[3], m[4] = min(m[3], s[3]), max(m[4], s[4])
             m[5] += s[5]
             m[6] += s[6]
+            m[7] = max(m[7], s[7])
         return merged
 
     def _open_roots(self) -> set[int]:
@@ -162,6 +169,7 @@ class ComponentTracker:
                     int(m[0]),
                     m[5] / m[0],
                     m[6] / m[0],
+                    m[7],
                 )
             )
             self._next_id += 1
@@ -171,6 +179,8 @@ class ComponentTracker:
         """Every component of the rows fed so far, ordered by first pixel (row, then column)."""
         ordered = sorted(self._merged().values(), key=lambda m: (m[1], m[3]))
         return [
-            Impact(i, Box(int(m[1]), int(m[2]), int(m[3]), int(m[4])), int(m[0]), m[5] / m[0], m[6] / m[0])
+            Impact(
+                i, Box(int(m[1]), int(m[2]), int(m[3]), int(m[4])), int(m[0]), m[5] / m[0], m[6] / m[0], m[7]
+            )
             for i, m in enumerate(ordered)
         ]

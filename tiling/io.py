@@ -177,6 +177,43 @@ def open_scene(files: SceneFiles, threads: int = 1) -> Iterator[tuple[Any, Any, 
             image.close()
 
 
+@contextmanager
+def open_image(path: Path, threads: int = 1) -> Iterator[tuple[Any, SceneInfo]]:
+    """Open and validate a single scene image (no mask needed), e.g. for prediction.
+
+    Raises:
+        SceneNotFoundError: The file does not exist.
+        RasterFormatError: Several bands, or a type other than uint8/uint16.
+        CorruptRasterError: The file cannot be opened.
+    """
+    if not path.is_file():
+        raise SceneNotFoundError(f"{path} not found; pass a NAME.tif scene or a folder of them")
+    with gdal_env(threads):
+        image = _open(path)
+        try:
+            _check_single_band(image, path, "image")
+            dtype = image.dtypes[0]
+            if dtype not in SUPPORTED_DTYPES:
+                raise RasterFormatError(
+                    f"{path}: pixel type {dtype}, expected uint8 or uint16; rescale it, e.g. gdal_translate -ot Byte -scale"
+                )
+            yield (
+                image,
+                SceneInfo(
+                    name=path.stem,
+                    height=image.height,
+                    width=image.width,
+                    dtype=dtype,
+                    nodata=float(image.nodata) if image.nodata is not None else 0.0,
+                    crs=image.crs,
+                    transform=image.transform,
+                    block_shape=tuple(image.block_shapes[0]),
+                ),
+            )
+        finally:
+            image.close()
+
+
 def read_window(
     ds: Any, row: int, col: int, height: int, width: int, out: np.ndarray | None = None
 ) -> np.ndarray:

@@ -108,3 +108,66 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path, sets: 
         f"pixel MSE {metrics['pixel']['mse']:.3f}% IoU {metrics['pixel']['iou']:.3f}, FP by kind {metrics['fp_by_kind']}"
     )
     click.echo(f"metrics: {out_dir / 'metrics.json'}")
+
+
+@click.command()
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Model bundle (RUN/bundle).",
+)
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True, help="Output folder."
+)
+@click.option("--window-px", type=int, default=None, help="Window side [256].")
+@click.option("--overlap-px", type=int, default=None, help="Window overlap, blended away [64].")
+@click.option("--batch-size", type=int, default=None, help="Windows per model call [8].")
+@click.option("--threshold", type=float, default=None, help="Detection threshold [the bundle's].")
+@click.option(
+    "--array-index",
+    type=int,
+    default=None,
+    help="Predict only the N-th scene of a folder (1-based, e.g. $LSB_JOBINDEX).",
+)
+def predict(
+    model_path: Path,
+    target: Path,
+    out_dir: Path,
+    window_px: int | None,
+    overlap_px: int | None,
+    batch_size: int | None,
+    threshold: float | None,
+    array_index: int | None,
+) -> None:
+    """Predict whole scenes (TARGET: NAME.tif or a folder): NAME_prob.tif, NAME_detections.geojson/.csv.
+
+    Exits non-zero when a scene failed; the other scenes are predicted all the same.
+    """
+    _quiet_tensorflow()
+    from impacts.errors import ImpactsError
+    from training.bundle import load_bundle
+    from training.predict import PredictConfig, predict_path
+
+    given = {
+        "window_px": window_px,
+        "overlap_px": overlap_px,
+        "batch_size": batch_size,
+        "threshold": threshold,
+    }
+    cfg = PredictConfig.model_validate({k: v for k, v in given.items() if v is not None})
+    bundle = load_bundle(model_path)
+    outcomes = predict_path(bundle, target, out_dir, cfg, array_index)
+    for o in outcomes:
+        click.echo(
+            f"{o.scene:32} {o.status:8} detections={o.detections}"
+            + (f"  {o.message}" if o.status == "failed" else "")
+        )
+    click.echo(f"outputs in {out_dir}")
+    failed = [o.scene for o in outcomes if o.status == "failed"]
+    if failed:
+        raise ImpactsError(
+            f"{len(failed)} of {len(outcomes)} scenes failed ({', '.join(failed)}); fix them as said above and run the same command again (finished scenes are kept)"
+        )

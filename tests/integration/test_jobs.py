@@ -59,3 +59,33 @@ def test_tile_job_elements_then_merge_build_the_patch_set(scenes_dir: Path, tmp_
     assert {r.scene for r in records} == {
         p.stem for p in scenes_dir.glob("*.tif") if not p.stem.endswith("_mask")
     }
+
+
+def test_predict_job_is_an_array_and_its_element_predicts_its_scene(scenes_dir: Path, tmp_path: Path) -> None:
+    from training.bundle import export_bundle
+    from training.config import ModelConfig, TrainConfig
+    from training.model import build_unet
+
+    options = bsub_directives(REPO / "jobs" / "predict.bsub")
+    assert re.fullmatch(r"predict\[1-\d+\]", options["-J"]) and "%I" in options["-o"]
+    cfg = TrainConfig(model=ModelConfig(depth=2, base_filters=4))
+    export_bundle(tmp_path / "bundle", build_unet(cfg.model), cfg, "job-test", {}, {})
+    env = {
+        **os.environ,
+        "SCENES": str(scenes_dir),
+        "MODEL": str(tmp_path / "bundle"),
+        "PREDICTIONS": str(tmp_path / "pred"),
+        "LSB_JOBINDEX": "2",
+    }
+    result = subprocess.run(
+        ["bash", "jobs/predict.bsub"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    second = sorted(p.stem for p in scenes_dir.glob("*.tif") if not p.stem.endswith("_mask"))[1]
+    assert [p.name for p in (tmp_path / "pred").glob("*_prob.tif")] == [f"{second}_prob.tif"]

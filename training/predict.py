@@ -1,0 +1,265 @@
+"""``impacts predict``: a model bundle over whole scenes -> probability GeoTIFF + detections.
+
+For each scene ``NAME.tif``: ``DIR/NAME_prob.tif`` (uint8, probability x 255, tiled and
+compressed, on the scene's grid and CRS), ``DIR/NAME_detections.geojson`` (scene CRS) and
+``DIR/NAME_detections.csv``. Each file appears under its final name only when complete and
+``DIR/NAME_predict.json`` marks a finished scene, so a re-run skips finished scenes (same
+model and settings). A bad scene is reported and the others go on.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+from tqdm import tqdm
+
+from impacts.config import StrictModel
+from impacts.errors import ImpactsError, SceneError, SceneNotFoundError
+from tiling.components import Impact
+from tiling.io import find_scenes, geotiff_profile, open_geotiff_writer, open_image, read_window, write_window
+from training.inference import keras_predictor, predict_scene
+
+log = logging.getLogger(__name__)
+
+CSV_COLUMNS = [
+    "id",
+    "scene",
+    "centroid_row",
+    "centroid_col",
+    "centroid_x",
+    "centroid_y",
+    "row_min",
+    "col_min",
+    "row_max",
+    "col_max",
+    "x_min",
+    "y_min",
+    "x_max",
+    "y_max",
+    "area_px",
+    "area_m2",
+    "score",
+    "model_version",
+]
+
+
+class PredictConfig(StrictModel):
+    """Sliding-window settings of ``impacts predict``."""
+
+    window_px: int = Field(256, ge=16, description="Window side; a multiple of 2**depth of the model.")
+    overlap_px: int = Field(64, ge=0, description="Overlap of neighbouring windows, blended away.")
+    batch_size: int = Field(8, ge=1, description="Windows per model call.")
+    threshold: float | None = Field(
+        None, gt=0, lt=1, description="Detection threshold; None = the bundle's evaluation threshold."
+    )
+    min_area_px: int | None = Field(None, ge=1, description="Smallest detection; None = the bundle's.")
+
+
+@dataclass
+class PredictOutcome:
+    """How one scene went: ``done``, ``resumed`` or ``failed``."""
+
+    scene: str
+    status: str
+    message: str = ""
+    detections: int = 0
+    outputs: list[str] = field(default_factory=list)
+
+
+def _outputs(out: Path, name: str) -> dict[str, Path]:
+    return {
+        "prob": out / f"{name}_prob.tif",
+        "geojson": out / f"{name}_detections.geojson",
+        "csv": out / f"{name}_detections.csv",
+        "marker": out / f"{name}_predict.json",
+    }
+
+
+def detection_records(
+    detections: list[Impact], scene: str, transform: Any, version: str
+) -> list[dict[str, Any]]:
+    """One dict per detection with pixel and map coordinates (pixel centres; a box spans
+    whole pixels), area and score."""
+    res_x, res_y = abs(transform.a), abs(transform.e)
+    rows = []
+    for k, d in enumerate(sorted(detections, key=lambda d: -d.peak)):
+        cx, cy = transform @ (d.centroid_col + 0.5, d.centroid_row + 0.5)
+        x0, y0 = transform @ (d.box.col_min, d.box.row_max + 1)
+        x1, y1 = transform @ (d.box.col_max + 1, d.box.row_min)
+        rows.append(
+            {
+                "id": f"{scene}-{k:05d}",
+                "scene": scene,
+                "centroid_row": round(d.centroid_row, 2),
+                "centroid_col": round(d.centroid_col, 2),
+                "centroid_x": round(cx, 3),
+                "centroid_y": round(cy, 3),
+                "row_min": d.box.row_min,
+                "col_min": d.box.col_min,
+                "row_max": d.box.row_max,
+                "col_max": d.box.col_max,
+                "x_min": round(min(x0, x1), 3),
+                "y_min": round(min(y0, y1), 3),
+                "x_max": round(max(x0, x1), 3),
+                "y_max": round(max(y0, y1), 3),
+                "area_px": d.area_px,
+                "area_m2": round(d.area_px * res_x * res_y, 1),
+                "score": round(d.peak, 4),
+                "model_version": version,
+            }
+        )
+    return rows
+
+
+def write_detections(paths: dict[str, Path], records: list[dict[str, Any]], scene: str, crs: Any) -> None:
+    """Write detections as GeoJSON (box polygons in the scene CRS) and CSV, atomically."""
+    features = [
+        {
+            "type": "Feature",
+            "id": r["id"],
+            "geometry": {
+                "type": "Polygon",
+                "coordinates": [
+                    [
+                        [r["x_min"], r["y_min"]],
+                        [r["x_max"], r["y_min"]],
+                        [r["x_max"], r["y_max"]],
+                        [r["x_min"], r["y_max"]],
+                        [r["x_min"], r["y_min"]],
+                    ]
+                ],
+            },
+            "properties": r,
+        }
+        for r in records
+    ]
+    collection = {
+        "type": "FeatureCollection",
+        "name": f"{scene}_detections",
+        "crs": {"type": "name", "properties": {"name": crs.to_wkt() if crs else None}},
+        "features": features,
+    }
+    tmp = paths["geojson"].with_name(paths["geojson"].name + ".partial")
+    tmp.write_text(json.dumps(collection, indent=1) + "\n")
+    tmp.replace(paths["geojson"])
+    tmp = paths["csv"].with_name(paths["csv"].name + ".partial")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+    tmp.replace(paths["csv"])
+
+
+def predict_one(
+    model: Any, version: str, image: Path, out: Path, cfg: PredictConfig, threshold: float, min_area_px: int
+) -> PredictOutcome:
+    """Predict one scene into ``out`` (skipped when its outputs for this model and settings exist)."""
+    paths = _outputs(out, image.stem)
+    stat = image.stat()
+    fingerprint = hashlib.sha256(
+        json.dumps(
+            [version, cfg.model_dump(mode="json"), threshold, min_area_px, stat.st_size, stat.st_mtime_ns]
+        ).encode()
+    ).hexdigest()[:16]
+    if (
+        paths["marker"].is_file()
+        and json.loads(paths["marker"].read_text()).get("fingerprint") == fingerprint
+    ):
+        return PredictOutcome(image.stem, "resumed", "already predicted")
+    paths["marker"].unlink(missing_ok=True)
+    with open_image(image) as (ds, info):
+        if min(info.height, info.width) < cfg.window_px:
+            raise SceneError(
+                f"{image}: {info.height}x{info.width} px is smaller than a {cfg.window_px} px window; pass a smaller --window-px"
+            )
+        profile = geotiff_profile(info.height, info.width, "uint8", info.crs, info.transform, nodata=None)
+        scale = 255.0 if info.dtype == "uint8" else 65535.0
+        with (
+            open_geotiff_writer(paths["prob"], profile) as dst,
+            tqdm(total=info.height, desc=image.stem, unit="row", disable=None) as bar,
+        ):
+            dst.scales = (1 / 255,)
+            result = predict_scene(
+                lambda row0, rows: read_window(ds, row0, 0, rows, info.width),
+                info.height,
+                info.width,
+                keras_predictor(model),
+                lambda prob, row0: write_window(dst, np.rint(prob * 255).astype(np.uint8), row0, 0),
+                window_px=cfg.window_px,
+                overlap_px=cfg.overlap_px,
+                batch_size=cfg.batch_size,
+                threshold=threshold,
+                scale=scale,
+                nodata=info.nodata,
+                min_area_px=min_area_px,
+                progress=bar.update,
+            )
+        records = detection_records(result.detections, image.stem, info.transform, version)
+        write_detections(paths, records, image.stem, info.crs)
+    paths["marker"].write_text(
+        json.dumps(
+            {
+                "fingerprint": fingerprint,
+                "model_version": version,
+                "detections": len(records),
+                "windows": result.windows,
+                "skipped_nodata_windows": result.skipped_windows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    return PredictOutcome(
+        image.stem, "done", "", len(records), [str(p) for k, p in paths.items() if k != "marker"]
+    )
+
+
+def predict_path(
+    bundle: Any, target: Path, out: Path, cfg: PredictConfig, array_index: int | None = None
+) -> list[PredictOutcome]:
+    """Predict a scene file or every scene of a folder (or only the ``array_index``-th,
+    1-based, for LSF job arrays); failures are reported per scene and the others go on.
+
+    Raises:
+        SceneNotFoundError: The path does not exist, the folder holds no scene, or the
+            array index is out of range.
+    """
+    if target.is_dir():
+        images = [s.image for s in find_scenes(target)]
+    elif target.is_file():
+        images = [target]
+    else:
+        raise SceneNotFoundError(f"{target} not found; pass a NAME.tif scene or a folder of them")
+    if array_index is not None:
+        if not 1 <= array_index <= len(images):
+            raise SceneNotFoundError(
+                f"array index {array_index} is outside 1..{len(images)} (scenes in {target}); size the job array to the scene count"
+            )
+        images = [images[array_index - 1]]
+    multiple = 2**bundle.config.model.depth
+    if cfg.window_px % multiple:
+        raise SceneError(
+            f"--window-px {cfg.window_px} must be a multiple of {multiple} for this model (depth {bundle.config.model.depth})"
+        )
+    threshold = cfg.threshold or bundle.config.evaluation.threshold
+    min_area = cfg.min_area_px or bundle.config.evaluation.min_area_px
+    out.mkdir(parents=True, exist_ok=True)
+    outcomes = []
+    for image in images:
+        try:
+            outcome = predict_one(bundle.model, bundle.version, image, out, cfg, threshold, min_area)
+        except ImpactsError as exc:
+            outcome = PredictOutcome(image.stem, "failed", str(exc))
+            log.error("scene %s failed: %s", image.stem, exc)
+        else:
+            log.info("scene %s %s: %d detections", image.stem, outcome.status, outcome.detections)
+        outcomes.append(outcome)
+    return outcomes
