@@ -51,6 +51,7 @@ bench: install
 	$(BIN)/python benchmarks/tiling.py
 	$(BIN)/python benchmarks/input_pipeline.py
 	$(BIN)/python benchmarks/quality.py
+	$(BIN)/python benchmarks/predict_scene.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

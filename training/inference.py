@@ -13,7 +13,7 @@ probability GeoTIFF and fed to the detection tracker right away.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,57 +106,82 @@ def predict_scene(
     win_h, win_w = min(window_px, height), min(window_px, width)
     weights = blend_weights(window_px, overlap_px)[:win_h, :win_w]
     tracker = ComponentTracker(width)
-    acc_row0 = 0
-    acc = np.zeros((0, width), dtype=np.float32)
-    wsum = np.zeros((0, width), dtype=np.float32)
-    done = 0  # rows written so far
-    windows = 0
+    acc = _RowAccumulator(width)
+    pending: list[tuple[int, int, np.ndarray]] = []  # windows waiting for a full batch
+    done = windows = 0
+
+    def run(batch: list[tuple[int, int, np.ndarray]]) -> None:
+        stack = np.stack([w for _, _, w in batch]).astype(np.float32)[..., None] / scale
+        probs = np.asarray(predict(stack), dtype=np.float32)[..., 0]
+        for (row0, col0, _), prob in zip(batch, probs, strict=True):
+            acc.add(row0, col0, weights * prob, weights)
+
     for band, row0 in enumerate(rows_plan):
         rows = read_rows(row0, win_h)
-        needed = row0 + win_h - (acc_row0 + len(acc))
-        if needed > 0:  # extend the accumulators down to this band's last row
-            acc = np.concatenate([acc, np.zeros((needed, width), np.float32)])
-            wsum = np.concatenate([wsum, np.zeros((needed, width), np.float32)])
-        for cols, probs in _predict_band(rows, cols_plan, win_w, predict, batch_size, scale, nodata):
-            for col0, prob in zip(cols, probs, strict=True):
-                r = row0 - acc_row0
-                acc[r : r + win_h, col0 : col0 + win_w] += weights * prob
-                wsum[r : r + win_h, col0 : col0 + win_w] += weights
-                windows += 1
-        final_end = rows_plan[band + 1] if band + 1 < len(rows_plan) else height
+        acc.extend_to(row0 + win_h, rows[max(0, acc.end - row0) :] != nodata)
+        for col0 in cols_plan:
+            window = rows[:, col0 : col0 + win_w]
+            if not np.all(window == nodata):
+                pending.append((row0, col0, window))
+        while len(pending) >= batch_size:  # full batches only, across band boundaries
+            run(pending[:batch_size])
+            windows += batch_size
+            pending = pending[batch_size:]
+        last = band + 1 == len(rows_plan)
+        if last and pending:
+            run(pending)
+            windows += len(pending)
+            pending = []
+        # Rows above the next band and above every pending window get nothing more.
+        final_end = height if last else min([rows_plan[band + 1], *(r for r, _, _ in pending)])
         if final_end > done:
-            k = final_end - acc_row0
-            valid = rows[done - row0 : final_end - row0] != nodata
-            prob_rows = np.where(valid & (wsum[:k] > 0), acc[:k] / np.maximum(wsum[:k], 1e-12), 0.0).astype(
-                np.float32
-            )
+            prob_rows = acc.pop_until(final_end)
             write_rows(prob_rows, done)
             tracker.add_stripe(prob_rows >= threshold, done, values=prob_rows)
-            acc, wsum, acc_row0 = acc[k:], wsum[k:], final_end
             if progress:
                 progress(final_end - done)
             done = final_end
-    all_windows = len(rows_plan) * len(cols_plan)
     detections = [d for d in tracker.pop_complete(final=True) if d.area_px >= min_area_px]
-    return SceneResult(detections, windows, all_windows - windows)
+    return SceneResult(detections, windows, len(rows_plan) * len(cols_plan) - windows)
 
 
-def _predict_band(
-    rows: np.ndarray,
-    cols_plan: list[int],
-    win_w: int,
-    predict: Callable[[np.ndarray], np.ndarray],
-    batch_size: int,
-    scale: float,
-    nodata: float,
-) -> Iterator[tuple[list[int], np.ndarray]]:
-    """Predict the windows of one band in batches, skipping windows that are all no-data."""
-    todo = [c for c in cols_plan if not np.all(rows[:, c : c + win_w] == nodata)]
-    for i in range(0, len(todo), batch_size):
-        cols = todo[i : i + batch_size]
-        batch = np.stack([rows[:, c : c + win_w] for c in cols]).astype(np.float32)[..., None] / scale
-        probs = np.asarray(predict(batch), dtype=np.float32)[..., 0]
-        yield cols, probs
+class _RowAccumulator:
+    """Weighted sums of predictions and weights for a run of scene rows, plus which of
+    them hold data; finished rows are popped from the top as blended probabilities."""
+
+    def __init__(self, width: int) -> None:
+        self.row0 = 0
+        self.sum = np.zeros((0, width), dtype=np.float32)
+        self.weight = np.zeros((0, width), dtype=np.float32)
+        self.valid = np.zeros((0, width), dtype=bool)
+
+    @property
+    def end(self) -> int:
+        return self.row0 + len(self.sum)
+
+    def extend_to(self, end: int, valid_rows: np.ndarray) -> None:
+        """Grow down to scene row ``end``; ``valid_rows`` end with the new rows' data masks."""
+        extra = end - self.end
+        if extra > 0:
+            self.sum = np.concatenate([self.sum, np.zeros((extra, self.sum.shape[1]), np.float32)])
+            self.weight = np.concatenate([self.weight, np.zeros((extra, self.sum.shape[1]), np.float32)])
+            self.valid = np.concatenate([self.valid, valid_rows[-extra:]])
+
+    def add(self, row0: int, col0: int, weighted: np.ndarray, weights: np.ndarray) -> None:
+        r = row0 - self.row0
+        h, w = weighted.shape
+        self.sum[r : r + h, col0 : col0 + w] += weighted
+        self.weight[r : r + h, col0 : col0 + w] += weights
+
+    def pop_until(self, end: int) -> np.ndarray:
+        """Blended probabilities of the rows before ``end`` (0 on no-data); drop them."""
+        k = end - self.row0
+        prob = np.where(
+            self.valid[:k] & (self.weight[:k] > 0), self.sum[:k] / np.maximum(self.weight[:k], 1e-12), 0.0
+        )
+        self.sum, self.weight, self.valid = self.sum[k:], self.weight[k:], self.valid[k:]
+        self.row0 = end
+        return prob.astype(np.float32)
 
 
 def keras_predictor(model: Any) -> Callable[[np.ndarray], np.ndarray]:
