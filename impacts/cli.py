@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "training.cli:train",
     "evaluate": "training.cli:evaluate",
     "predict": "training.cli:predict",
+    "serve": "service.cli:serve",
 }
 
 

@@ -96,7 +96,7 @@ class TileConfig(StrictModel):
         4_000_000, ge=65_536, description="Pixels read per stripe while scanning (bounds memory)."
     )
     workers: int = Field(0, ge=0, description="Scene processes; 0 = one per core.")
-    split: SplitConfig = Field(default_factory=SplitConfig)  # type: ignore[arg-type]
+    split: SplitConfig = Field(default_factory=SplitConfig)
 
     @model_validator(mode="after")
     def _stride(self) -> TileConfig:

@@ -87,9 +87,9 @@ class TrainConfig(StrictModel):
     """Everything ``impacts train`` needs."""
 
     seed: int = 0
-    model: ModelConfig = Field(default_factory=ModelConfig)  # type: ignore[arg-type]
-    data: DataConfig = Field(default_factory=DataConfig)  # type: ignore[arg-type]
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)  # type: ignore[arg-type]
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     loss: Literal["bce", "bce_dice"] = Field(
         "bce_dice", description="Binary cross-entropy, or BCE + soft Dice."
     )
@@ -104,5 +104,5 @@ class TrainConfig(StrictModel):
     target_val_loss: float | None = Field(
         None, gt=0, description="Stop as soon as val_loss reaches this (time-to-target)."
     )
-    mining: MiningConfig = Field(default_factory=MiningConfig)  # type: ignore[arg-type]
-    evaluation: EvalConfig = Field(default_factory=EvalConfig)  # type: ignore[arg-type]
+    mining: MiningConfig = Field(default_factory=MiningConfig)
+    evaluation: EvalConfig = Field(default_factory=EvalConfig)

@@ -1,0 +1,39 @@
+"""``impacts serve``: the prediction service on uvicorn."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Model bundle (RUN/bundle).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option(
+    "--workers",
+    type=int,
+    default=1,
+    show_default=True,
+    help="uvicorn worker processes (each loads the model).",
+)
+def serve(model_path: Path, host: str, port: int, workers: int) -> None:
+    """Serve POST /v1/predict, /healthz, /readyz, /metrics, /v1/model (settings: IMPACTS_* variables)."""
+    import uvicorn
+
+    from training.bundle import BundleError
+
+    if not (model_path / "model.keras").is_file() and not (model_path / "bundle" / "model.keras").is_file():
+        raise BundleError(f"{model_path} is not a model bundle; pass RUN/bundle written by `impacts train`")
+    os.environ["IMPACTS_MODEL_PATH"] = str(model_path)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    click.echo(f"serving {model_path} on http://{host}:{port} (API docs: http://{host}:{port}/docs)")
+    uvicorn.run("service.app:app_from_env", factory=True, host=host, port=port, workers=workers)

@@ -1,0 +1,26 @@
+"""Service settings, from environment variables prefixed ``IMPACTS_``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """How the prediction service runs (e.g. ``IMPACTS_MODEL_PATH=runs/unet/bundle``)."""
+
+    model_config = SettingsConfigDict(env_prefix="IMPACTS_", extra="forbid")
+
+    model_path: Path = Field(Path("runs/unet/bundle"), description="Model bundle folder.")
+    max_tile_px: int = Field(4096, ge=16, description="Largest tile side accepted (checked before decoding).")
+    max_body_bytes: int = Field(64 * 2**20, ge=1024, description="Largest request body; larger is 413.")
+    max_parts: int = Field(4, ge=1, description="Most multipart parts per request.")
+    window_px: int = Field(256, ge=16, description="Sliding-window side for tiles.")
+    overlap_px: int = Field(32, ge=0, description="Window overlap, blended away.")
+    batching: bool = Field(True, description="Micro-batch windows of concurrent requests.")
+    batch_max: int = Field(16, ge=1, description="Most windows per model call.")
+    batch_wait_ms: float = Field(5.0, ge=0, description="How long a batch waits to fill.")
+    queue_max: int = Field(256, ge=1, description="Most windows waiting; beyond, 503 with Retry-After.")
+    threshold: float | None = Field(None, gt=0, lt=1, description="Detection threshold; None = the bundle's.")
