@@ -120,7 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(ImpactsError)
     async def impacts_error(request: Request, exc: ImpactsError) -> JSONResponse:
-        if isinstance(exc, SaturatedError):
+        if isinstance(exc, SaturatedError | NotReadyError):
             return JSONResponse({"detail": str(exc)}, 503, headers={"Retry-After": "1"})
         status = exc.status if isinstance(exc, TileError) else 400
         return JSONResponse({"detail": str(exc)}, status)
@@ -136,8 +136,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"ready": ready, "model_version": state.bundle.version if ready else None}, 200 if ready else 503
         )
 
-    @app.get("/v1/model", summary="Version, config and metrics of the loaded bundle")
+    @app.get(
+        "/v1/model",
+        summary="Version, config and metrics of the loaded bundle",
+        responses={503: {"description": "Not ready"}},
+    )
     async def model_info(state: StateDep) -> dict[str, Any]:
+        _require_ready(state)
         return {
             "version": state.bundle.version,
             "config": state.bundle.config.model_dump(mode="json"),
@@ -156,12 +161,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "`format=json` (default) answers the detections; `png` or `geotiff` (or an Accept header of "
         "image/png or image/tiff) answers the 0/1 impact mask, the GeoTIFF with the input's georeference.",
         responses={400: {}, 413: {}, 415: {}, 422: {}, 503: {}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["tile"],
+                            "properties": {
+                                "tile": {
+                                    "type": "string",
+                                    "format": "binary",
+                                    "description": "GeoTIFF, PNG or .npy tile",
+                                }
+                            },
+                        }
+                    }
+                },
+            }
+        },
     )
     async def predict(
         request: Request,
         state: StateDep,
         format: Annotated[str | None, Query(pattern="^(json|png|geotiff)$")] = None,
     ) -> Any:
+        _require_ready(state)
         s = state.settings
         try:
             form = await request.form(max_files=s.max_parts, max_fields=s.max_parts)
@@ -194,6 +220,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     return app
+
+
+class NotReadyError(ImpactsError, RuntimeError):
+    """The model is not loaded yet."""
+
+
+def _require_ready(state: State) -> None:
+    if state.predictor is None or state.bundle is None:
+        raise NotReadyError("the model is still loading; retry when /readyz answers 200")
 
 
 async def _predict_tile(state: State, tile: Tile) -> tuple[np.ndarray, list[Detection]]:

@@ -223,3 +223,13 @@ def test_a_saturated_queue_answers_503_with_retry_after(bundle: Path) -> None:
     with TestClient(create_app(settings)) as client:
         response = _post(client, _npy(np.full((256, 256), 90, np.uint8)))  # 4 windows > queue of 1
     assert response.status_code == 503 and response.headers["retry-after"] == "1"
+
+
+def test_before_the_model_is_loaded_routes_answer_503_not_500(bundle: Path) -> None:
+    client = TestClient(create_app(Settings(model_path=bundle)))  # no `with`: the lifespan never runs
+    assert client.get("/healthz").status_code == 200
+    for response in (client.get("/readyz"), client.get("/v1/model"), _post(client, _npy(TILE))):
+        assert response.status_code == 503
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert body["required"] == ["tile"] and body["properties"]["tile"]["format"] == "binary"
