@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python benchmarks/input_pipeline.py
 	$(BIN)/python benchmarks/quality.py
 	$(BIN)/python benchmarks/predict_scene.py
+	$(BIN)/python benchmarks/service.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

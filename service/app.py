@@ -8,10 +8,12 @@ importing this module loads nothing. Errors of the project (``ImpactsError``) be
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import logging
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -63,6 +65,11 @@ class State:
         self.metrics = Metrics()
         self.bundle: Any = None
         self.predictor: BatchingPredictor | None = None
+        # Request handlers mostly wait for their windows; the default pool (cores + 4
+        # threads) would cap how many requests can have windows queued, and so the batch size.
+        self.request_threads = ThreadPoolExecutor(
+            max_workers=max(8, 4 * settings.batch_max), thread_name_prefix="request"
+        )
 
 
 def _state(request: Request) -> State:
@@ -92,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info("model %s loaded from %s", state.bundle.version, s.model_path)
         yield
         await state.predictor.stop()
+        state.request_threads.shutdown(wait=False)
 
     app = FastAPI(
         title="mars-impacts",
@@ -255,20 +263,23 @@ async def _predict_tile(state: State, tile: Tile) -> tuple[np.ndarray, list[Dete
     def write(rows: np.ndarray, row0: int) -> None:
         prob[row0 : row0 + len(rows)] = rows
 
-    result = await asyncio.to_thread(
-        predict_scene,
-        lambda r, n: image[r : r + n],
-        padded_h,
-        padded_w,
-        model,
-        write,
-        window_px=window,
-        overlap_px=min(s.overlap_px, window // 2),
-        batch_size=s.batch_max,
-        threshold=threshold,
-        scale=1.0,
-        nodata=-1.0,
-        min_area_px=state.bundle.config.evaluation.min_area_px,
+    result = await loop.run_in_executor(
+        state.request_threads,
+        functools.partial(
+            predict_scene,
+            lambda r, n: image[r : r + n],
+            padded_h,
+            padded_w,
+            model,
+            write,
+            window_px=window,
+            overlap_px=min(s.overlap_px, window // 2),
+            batch_size=s.batch_max,
+            threshold=threshold,
+            scale=1.0,
+            nodata=-1.0,
+            min_area_px=state.bundle.config.evaluation.min_area_px,
+        ),
     )
     prob = prob[:height, :width]
     detections = []
