@@ -119,6 +119,26 @@ def _check_single_band(ds: Any, path: Path, what: str) -> None:
         )
 
 
+def _image_info(image: Any, path: Path, name: str) -> SceneInfo:
+    """Check that a scene image is single-band uint8/uint16 and describe its grid."""
+    _check_single_band(image, path, "image")
+    dtype = image.dtypes[0]
+    if dtype not in SUPPORTED_DTYPES:
+        raise RasterFormatError(
+            f"{path}: pixel type {dtype}, expected uint8 or uint16; rescale it, e.g. gdal_translate -ot Byte -scale"
+        )
+    return SceneInfo(
+        name=name,
+        height=image.height,
+        width=image.width,
+        dtype=dtype,
+        nodata=float(image.nodata) if image.nodata is not None else 0.0,
+        crs=image.crs,
+        transform=image.transform,
+        block_shape=tuple(image.block_shapes[0]),
+    )
+
+
 @contextmanager
 def open_scene(files: SceneFiles, threads: int = 1) -> Iterator[tuple[Any, Any, SceneInfo]]:
     """Open and validate an image/mask pair.
@@ -145,13 +165,8 @@ def open_scene(files: SceneFiles, threads: int = 1) -> Iterator[tuple[Any, Any, 
         try:
             mask = _open(files.mask)
             try:
-                _check_single_band(image, files.image, "image")
+                info = _image_info(image, files.image, files.name)
                 _check_single_band(mask, files.mask, "mask")
-                dtype = image.dtypes[0]
-                if dtype not in SUPPORTED_DTYPES:
-                    raise RasterFormatError(
-                        f"{files.image}: pixel type {dtype}, expected uint8 or uint16; rescale it, e.g. gdal_translate -ot Byte -scale"
-                    )
                 if (mask.height, mask.width) != (image.height, image.width):
                     raise GridMismatchError(
                         f"{files.mask}: {mask.height}x{mask.width} px but the image is {image.height}x{image.width}; resample the mask onto the image grid"
@@ -160,16 +175,6 @@ def open_scene(files: SceneFiles, threads: int = 1) -> Iterator[tuple[Any, Any, 
                     raise GridMismatchError(
                         f"{files.mask}: georeference differs from {files.image.name}; warp the mask onto the image grid (gdalwarp -te/-tr from the image)"
                     )
-                info = SceneInfo(
-                    name=files.name,
-                    height=image.height,
-                    width=image.width,
-                    dtype=dtype,
-                    nodata=float(image.nodata) if image.nodata is not None else 0.0,
-                    crs=image.crs,
-                    transform=image.transform,
-                    block_shape=tuple(image.block_shapes[0]),
-                )
                 yield image, mask, info
             finally:
                 mask.close()
@@ -191,25 +196,7 @@ def open_image(path: Path, threads: int = 1) -> Iterator[tuple[Any, SceneInfo]]:
     with gdal_env(threads):
         image = _open(path)
         try:
-            _check_single_band(image, path, "image")
-            dtype = image.dtypes[0]
-            if dtype not in SUPPORTED_DTYPES:
-                raise RasterFormatError(
-                    f"{path}: pixel type {dtype}, expected uint8 or uint16; rescale it, e.g. gdal_translate -ot Byte -scale"
-                )
-            yield (
-                image,
-                SceneInfo(
-                    name=path.stem,
-                    height=image.height,
-                    width=image.width,
-                    dtype=dtype,
-                    nodata=float(image.nodata) if image.nodata is not None else 0.0,
-                    crs=image.crs,
-                    transform=image.transform,
-                    block_shape=tuple(image.block_shapes[0]),
-                ),
-            )
+            yield image, _image_info(image, path, path.stem)
         finally:
             image.close()
 

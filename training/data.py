@@ -190,6 +190,14 @@ def class_counts(batch_size: int, positive_fraction: float) -> tuple[int, int]:
     return positives, batch_size - positives
 
 
+def epoch_steps(n_positive: int, n_negative: int, cfg: DataConfig) -> int:
+    """Batches in one epoch: ``cfg.steps_per_epoch``, or one pass over the larger class."""
+    per_batch_pos, per_batch_neg = class_counts(cfg.batch_size, cfg.positive_fraction)
+    return cfg.steps_per_epoch or max(
+        1, math.ceil(max(n_positive / per_batch_pos, n_negative / per_batch_neg))
+    )
+
+
 def training_dataset(
     patches: PatchSet,
     positives: Sequence[PatchRecord],
@@ -244,7 +252,7 @@ def training_dataset(
     options = tf.data.Options()
     options.deterministic = cfg.deterministic
     ds = ds.with_options(options)
-    steps = cfg.steps_per_epoch or max(1, math.ceil(max(len(positives) / n_pos, len(negatives) / n_neg)))
+    steps = epoch_steps(len(positives), len(negatives), cfg)
     return ds, steps
 
 

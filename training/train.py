@@ -37,7 +37,14 @@ from impacts.provenance import write_run_record
 from tiling.manifest import MANIFEST_NAME, write_manifest
 from training.bundle import export_bundle
 from training.config import TrainConfig
-from training.data import NEGATIVE_KINDS, POSITIVE_KINDS, PatchSet, eval_dataset, training_dataset
+from training.data import (
+    NEGATIVE_KINDS,
+    POSITIVE_KINDS,
+    PatchSet,
+    epoch_steps,
+    eval_dataset,
+    training_dataset,
+)
 from training.evaluate import EVAL_KINDS, evaluate_model, json_safe
 from training.mining import apply_mined, mine_pool, mining_candidates, mining_quota
 from training.report import plot_loss_curves, plot_rounds
@@ -262,11 +269,9 @@ def train_run(cfg: TrainConfig, data: Path, out: Path) -> dict[str, Any]:
 
 
 def _steps_hint(patches: PatchSet, cfg: TrainConfig) -> int:
-    from training.data import class_counts
-
-    n_pos, n_neg = class_counts(cfg.data.batch_size, cfg.data.positive_fraction)
-    pos, neg = len(patches.select("train", POSITIVE_KINDS)), len(patches.select("train", NEGATIVE_KINDS))
-    return cfg.data.steps_per_epoch or max(1, math.ceil(max(pos / n_pos, neg / max(n_neg, 1))))
+    return epoch_steps(
+        len(patches.select("train", POSITIVE_KINDS)), len(patches.select("train", NEGATIVE_KINDS)), cfg.data
+    )
 
 
 def _mine(model: Any, patches: PatchSet, cfg: TrainConfig, round_index: int, version: str) -> int:
