@@ -6,11 +6,15 @@ import os
 from pathlib import Path
 
 import pytest
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from hypothesis import settings
 
 from tiling.config import SynthConfig
 from tiling.synth import synth_scenes
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Timing limits per example would make property tests flaky on a loaded 2-core CI machine.
+settings.register_profile("impacts", deadline=None)
+settings.load_profile("impacts")
 
 SCENE_SIZE = (900, 700)
 
