@@ -211,7 +211,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise TileError(413, f"tile exceeds the {s.max_body_bytes} byte limit")
         tile = decode_tile(data, s.max_tile_px)
         prob, detections = await _predict_tile(state, tile)
-        threshold = s.threshold or state.bundle.config.evaluation.threshold
+        threshold = _threshold(state)
         wanted = format or {"image/png": "png", "image/tiff": "geotiff"}.get(
             request.headers.get("accept", ""), "json"
         )
@@ -239,6 +239,12 @@ def _require_ready(state: State) -> None:
         raise NotReadyError("the model is still loading; retry when /readyz answers 200")
 
 
+def _threshold(state: State) -> float:
+    """The detection threshold: the setting, else the bundle's evaluation threshold."""
+    threshold: float = state.settings.threshold or state.bundle.config.evaluation.threshold
+    return threshold
+
+
 async def _predict_tile(state: State, tile: Tile) -> tuple[np.ndarray, list[Detection]]:
     """Slide windows over the tile (padded with no-data up to one window), the model
     calls going through the micro-batching predictor."""
@@ -255,7 +261,7 @@ async def _predict_tile(state: State, tile: Tile) -> tuple[np.ndarray, list[Dete
     image = np.zeros((padded_h, padded_w), dtype=np.float32)
     image[:height, :width] = tile.image / tile.scale
     prob = np.zeros_like(image)
-    threshold = s.threshold or state.bundle.config.evaluation.threshold
+    threshold = _threshold(state)
 
     def model(batch: np.ndarray) -> np.ndarray:
         return asyncio.run_coroutine_threadsafe(state.predictor.predict(batch), loop).result()  # type: ignore[union-attr]
