@@ -168,7 +168,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Upload one tile (GeoTIFF, PNG or .npy) as the multipart field `tile`. "
         "`format=json` (default) answers the detections; `png` or `geotiff` (or an Accept header of "
         "image/png or image/tiff) answers the 0/1 impact mask, the GeoTIFF with the input's georeference.",
-        responses={400: {}, 413: {}, 415: {}, 422: {}, 503: {}},
+        responses={
+            200: {
+                "content": {
+                    "image/png": {"schema": {"type": "string", "format": "binary"}},
+                    "image/tiff": {"schema": {"type": "string", "format": "binary"}},
+                }
+            },
+            400: {},
+            413: {},
+            415: {},
+            422: {},
+            503: {},
+        },
         openapi_extra={
             "requestBody": {
                 "required": True,
