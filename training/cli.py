@@ -41,15 +41,39 @@ def _quiet_tensorflow() -> None:
 @click.option(
     "--set", "sets", multiple=True, help="Config override KEY=VALUE (repeatable), e.g. --set epochs=3."
 )
-def train(config_path: Path, data_dir: Path, out_dir: Path, sets: tuple[str, ...]) -> None:
+@click.option(
+    "--strategy",
+    type=click.Choice(["auto", "single", "mirrored", "horovod"]),
+    default=None,
+    help="How devices and processes cooperate (overrides distribute.strategy; horovod: start with mpirun).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print each process's plan (strategy, rank, global batch, learning rate, data shard) and stop.",
+)
+def train(
+    config_path: Path,
+    data_dir: Path,
+    out_dir: Path,
+    sets: tuple[str, ...],
+    strategy: str | None,
+    dry_run: bool,
+) -> None:
     """Train the U-Net with rounds of hard-negative mining; write RUN/bundle and RUN/report.json."""
     _quiet_tensorflow()
     from impacts.config import load_config
     from training.config import TrainConfig
-    from training.train import train_run
+    from training.train import train_plan, train_run
 
-    cfg = load_config(config_path, TrainConfig, list(sets))
+    overrides = list(sets) + ([f"distribute.strategy={strategy}"] if strategy else [])
+    cfg = load_config(config_path, TrainConfig, overrides)
+    if dry_run:
+        click.echo(json.dumps({"dry_run": True, "out": str(out_dir), **train_plan(cfg, data_dir)}))
+        return
     report = train_run(cfg, data_dir, out_dir)
+    if report["bundle"] is None:  # a rank other than 0: rank 0 prints and writes
+        return
     click.echo(
         f"{'round':>5} {'mined':>6} {'split':5} {'obj P':>6} {'obj R':>6} {'obj F1':>6} {'craterFP':>8} {'pix MSE%':>8}"
     )

@@ -33,7 +33,11 @@ class DataConfig(StrictModel):
 
     batch_size: int = Field(16, ge=2, description="Batch size (per replica).")
     positive_fraction: float = Field(0.5, gt=0, lt=1, description="Impact patches in every batch.")
-    shuffle_buffer: int = Field(1024, ge=1, description="Shuffle buffer per class.")
+    shuffle_buffer: int = Field(
+        1024,
+        ge=1,
+        description="Shuffle buffer per class; 1 = no shuffling, records in shard order (reproducible comparisons).",
+    )
     augment: bool = Field(True, description="Flips, 90-degree rotations, brightness/contrast, noise.")
     deterministic: bool = Field(
         False, description="Same batches and augmentations on every run with the same seed."
@@ -83,6 +87,29 @@ class EvalConfig(StrictModel):
     grid_patches: int = Field(6, ge=1, description="Patches in each prediction grid (chosen and worst).")
 
 
+class DistributeConfig(StrictModel):
+    """How devices and processes cooperate (see :mod:`training.distribute`); the model,
+    data and callbacks are the same whatever the strategy."""
+
+    strategy: Literal["auto", "single", "mirrored", "horovod"] = Field(
+        "auto",
+        description=(
+            "auto: horovod when started by mpirun/horovodrun with more than one process, "
+            "mirrored when the node has several GPUs, else single."
+        ),
+    )
+    cpu_replicas: int = Field(
+        2, ge=1, description="mirrored without GPUs: logical CPU devices to mirror over (tests)."
+    )
+    lr_scaling: Literal["none", "linear", "sqrt"] = Field(
+        "none",
+        description=(
+            "optimizer.learning_rate is for one replica's batch; with R replicas it is multiplied "
+            "by 1 (none), R (linear) or sqrt(R) (sqrt)."
+        ),
+    )
+
+
 class TrainConfig(StrictModel):
     """Everything ``impacts train`` needs."""
 
@@ -105,4 +132,12 @@ class TrainConfig(StrictModel):
         None, gt=0, description="Stop as soon as val_loss reaches this (time-to-target)."
     )
     mining: MiningConfig = Field(default_factory=MiningConfig)
+    distribute: DistributeConfig = Field(default_factory=DistributeConfig)
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field(
+        "float32",
+        description=(
+            "Compute dtype policy; mixed_float16 (with dynamic loss scaling) is for GPUs, "
+            "the output layer stays float32."
+        ),
+    )
     evaluation: EvalConfig = Field(default_factory=EvalConfig)

@@ -106,9 +106,11 @@ def records_dataset(
     shuffle_files: bool = False,
     seed: int = 0,
     deterministic: bool = True,
+    sequential: bool = False,
 ) -> Any:
     """Parsed ``{patch_id, image, mask}`` elements of exactly ``records``, streamed from
-    their shards (only the shards that hold them are opened)."""
+    their shards (only the shards that hold them are opened); ``sequential`` reads the
+    shards one after the other (records in shard, offset order) instead of interleaved."""
     import tensorflow as tf
 
     if not records:
@@ -123,7 +125,7 @@ def records_dataset(
         files_ds = files_ds.shuffle(len(files), seed=seed)
     ds = files_ds.interleave(
         tf.data.TFRecordDataset,
-        cycle_length=4,
+        cycle_length=1 if sequential else 4,
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=deterministic,
     )
@@ -190,11 +192,12 @@ def class_counts(batch_size: int, positive_fraction: float) -> tuple[int, int]:
     return positives, batch_size - positives
 
 
-def epoch_steps(n_positive: int, n_negative: int, cfg: DataConfig) -> int:
-    """Batches in one epoch: ``cfg.steps_per_epoch``, or one pass over the larger class."""
+def epoch_steps(n_positive: int, n_negative: int, cfg: DataConfig, replicas: int = 1) -> int:
+    """Batches in one epoch: ``cfg.steps_per_epoch``, or one pass over the larger class
+    when every step takes ``replicas`` per-replica batches (counts of the whole set)."""
     per_batch_pos, per_batch_neg = class_counts(cfg.batch_size, cfg.positive_fraction)
     return cfg.steps_per_epoch or max(
-        1, math.ceil(max(n_positive / per_batch_pos, n_negative / per_batch_neg))
+        1, math.ceil(max(n_positive / per_batch_pos, n_negative / per_batch_neg) / replicas)
     )
 
 
@@ -204,11 +207,14 @@ def training_dataset(
     negatives: Sequence[PatchRecord],
     cfg: DataConfig,
     seed: int,
+    replicas: int = 1,
 ) -> tuple[Any, int]:
     """Endless balanced, augmented ``(image, mask)`` batches and the steps of one epoch.
 
     Each class stream is cached after the first pass, shuffled every pass and repeated; a
     fixed choice pattern takes ``k`` positives then ``batch_size - k`` negatives per batch.
+    With ``replicas > 1`` (mirrored) a batch is ``replicas`` such per-replica batches one
+    after the other, so each replica's slice of it is balanced too.
 
     Returns:
         ``(dataset, steps_per_epoch)``; one epoch is one pass over the larger class unless
@@ -222,23 +228,33 @@ def training_dataset(
         )
     n_pos, n_neg = class_counts(cfg.batch_size, cfg.positive_fraction)
 
+    shuffle = cfg.shuffle_buffer > 1
+
     def stream(records: Sequence[PatchRecord], salt: int) -> Any:
         ds = records_dataset(
-            patches, records, shuffle_files=True, seed=seed + salt, deterministic=cfg.deterministic
+            patches,
+            records,
+            shuffle_files=shuffle,
+            seed=seed + salt,
+            deterministic=cfg.deterministic,
+            sequential=not shuffle,
         )
         ds = ds.map(lambda ex: (ex["image"], ex["mask"])).cache()
         return ds.shuffle(
             min(cfg.shuffle_buffer, len(records)), seed=seed + salt, reshuffle_each_iteration=True
         ).repeat()
 
-    pattern = tf.data.Dataset.from_tensor_slices(tf.constant([0] * n_pos + [1] * n_neg, tf.int64)).repeat()
+    batch_size = cfg.batch_size * replicas
+    pattern = tf.data.Dataset.from_tensor_slices(
+        tf.constant(([0] * n_pos + [1] * n_neg) * replicas, tf.int64)
+    ).repeat()
     ds = tf.data.Dataset.choose_from_datasets([stream(positives, 1), stream(negatives, 2)], pattern)
-    ds = ds.batch(cfg.batch_size, drop_remainder=True)
+    ds = ds.batch(batch_size, drop_remainder=True)
     if cfg.augment:
         # One numpy_function call per batch: its fixed cost (about 1 ms) per patch made the
         # pipeline a tenth of a CPU training step. Patch j of batch b gets index b*B + j.
         augment = Augmenter(seed)
-        shape = (cfg.batch_size, records_px(positives), records_px(positives), 1)
+        shape = (batch_size, records_px(positives), records_px(positives), 1)
 
         def apply(batch: tuple[Any, Any], index: Any) -> tuple[Any, Any]:
             images, masks = tf.numpy_function(
@@ -252,7 +268,7 @@ def training_dataset(
     options = tf.data.Options()
     options.deterministic = cfg.deterministic
     ds = ds.with_options(options)
-    steps = epoch_steps(len(positives), len(negatives), cfg)
+    steps = epoch_steps(len(positives), len(negatives), cfg, replicas)
     return ds, steps
 
 
@@ -261,12 +277,26 @@ def records_px(records: Sequence[PatchRecord]) -> int:
     return records[0].height
 
 
-def eval_dataset(patches: PatchSet, records: Sequence[PatchRecord], batch_size: int) -> Any:
-    """``(image, mask)`` batches of ``records`` in shard order, cached (for validation)."""
+def eval_dataset(
+    patches: PatchSet, records: Sequence[PatchRecord], batch_size: int, whole_batches: bool = False
+) -> Any:
+    """``(image, mask)`` batches of ``records`` in shard order, cached (for validation).
+
+    ``whole_batches`` drops the last, partial batch (mirrored replicas need equal slices of
+    every batch; :func:`whole_batch_size` picks a size that drops few). The batches repeat
+    pass after pass, so give Keras ``validation_steps`` (batches in one pass)."""
     import tensorflow as tf
 
     ds = records_dataset(patches, records).map(lambda ex: (ex["image"], ex["mask"]))
-    return ds.cache().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ds = ds.cache().batch(batch_size, drop_remainder=whole_batches)
+    return ds.repeat().prefetch(tf.data.AUTOTUNE)
+
+
+def whole_batch_size(n_items: int, per_replica: int, replicas: int) -> int:
+    """A batch of ``k * replicas`` items (``k <= per_replica``) that leaves the fewest of
+    ``n_items`` in a partial last batch (the largest such batch on ties)."""
+    k = min(range(1, per_replica + 1), key=lambda k: (n_items % (k * replicas), -k))
+    return k * replicas
 
 
 def iterate_patches(

@@ -24,6 +24,7 @@ from impacts.errors import PatchSetError
 from tiling.manifest import PatchRecord
 from training.config import MiningConfig
 from training.data import PatchSet, iterate_patches
+from training.distribute import Distribution
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +50,31 @@ def mining_candidates(records: list[PatchRecord]) -> list[PatchRecord]:
     return [r for r in records if r.split == "train" and r.kind == "pool"]
 
 
-def mine_pool(model: Any, patches: PatchSet, cfg: MiningConfig, quota: int) -> list[tuple[str, float]]:
+def mine_pool(
+    model: Any, patches: PatchSet, cfg: MiningConfig, quota: int, dist: Distribution | None = None
+) -> list[tuple[str, float]]:
     """Predict the pool in batches and return the ``quota`` worst ``(patch_id, score)``,
     worst first. Only false positives qualify (a patch with at least one pixel at or above
-    the threshold), so a good model may mine fewer than ``quota``."""
-    pool = mining_candidates(patches.records)
-    if quota <= 0 or not pool:
-        return []
+    the threshold), so a good model may mine fewer than ``quota``.
+
+    With several processes (``dist``), each predicts its own shard of the pool and the
+    ranks' best lists are gathered, so every rank returns the same patches."""
+    dist = dist or Distribution()
+    pool = dist.shard(mining_candidates(patches.records))
     best: list[tuple[float, str]] = []
-    with tqdm(total=len(pool), desc="mining pool", unit="patch", disable=None) as bar:
+    if quota > 0 and pool:
+        best = _worst(model, patches, pool, cfg, quota, show=dist.is_chief)
+    gathered = [item for part in dist.allgather_object(best) for item in part]
+    # Ties broken by patch id, so every rank ranks alike.
+    worst = sorted(gathered, key=lambda item: (-item[0], item[1]))[: max(quota, 0)]
+    return [(patch_id, score) for score, patch_id in worst]
+
+
+def _worst(
+    model: Any, patches: PatchSet, pool: list[PatchRecord], cfg: MiningConfig, quota: int, show: bool
+) -> list[tuple[float, str]]:
+    best: list[tuple[float, str]] = []
+    with tqdm(total=len(pool), desc="mining pool", unit="patch", disable=None if show else True) as bar:
         for ids, images, _ in iterate_patches(patches, pool, cfg.batch_size):
             probs = np.asarray(model.predict_on_batch(images))
             scores = score_patches(probs, cfg.threshold, cfg.score).tolist()
@@ -70,7 +87,7 @@ def mine_pool(model: Any, patches: PatchSet, cfg: MiningConfig, quota: int) -> l
                 elif score > best[0][0]:
                     heapq.heapreplace(best, (score, patch_id))
             bar.update(len(ids))
-    return [(patch_id, score) for score, patch_id in sorted(best, reverse=True)]
+    return best
 
 
 def apply_mined(

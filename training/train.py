@@ -29,6 +29,7 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,41 +45,78 @@ from training.data import (
     epoch_steps,
     eval_dataset,
     training_dataset,
+    whole_batch_size,
 )
+from training.distribute import Distribution, chief_only_logging, lr_factor, setup_distribution
 from training.evaluate import EVAL_KINDS, evaluate_model, json_safe
 from training.mining import apply_mined, mine_pool, mining_candidates, mining_quota
 from training.report import plot_loss_curves, plot_rounds
 
 log = logging.getLogger(__name__)
 
+#: Ranks shuffle and augment with seeds this far apart.
+RANK_SEED_STRIDE = 7919
 
-def build_compiled_model(cfg: TrainConfig, steps_per_epoch: int) -> Any:
-    """The U-Net with its optimizer, learning-rate schedule and loss."""
+
+def build_compiled_model(cfg: TrainConfig, steps_per_epoch: int, dist: Distribution | None = None) -> Any:
+    """The U-Net with its optimizer, learning-rate schedule and loss, built in the
+    distribution's scope under ``cfg.precision``.
+
+    The learning rate is ``optimizer.learning_rate`` scaled by ``distribute.lr_scaling``
+    for the number of replicas; under ``mixed_float16`` the optimizer scales the loss
+    dynamically (and, with Horovod, averages the scaled gradients)."""
     import keras
 
     from training.losses import get_loss
     from training.model import build_unet
 
+    dist = dist or Distribution()
     opt = cfg.optimizer
-    lr: Any = opt.learning_rate
+    base_lr = opt.learning_rate * lr_factor(cfg.distribute.lr_scaling, dist.replicas)
+    lr: Any = base_lr
     decay_steps = max(1, int(opt.decay_epochs * steps_per_epoch))
-    if opt.decay == "exponential":
-        lr = keras.optimizers.schedules.ExponentialDecay(opt.learning_rate, decay_steps, opt.decay_rate)
-    elif opt.decay == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(
-            opt.learning_rate, decay_steps * max(1, math.ceil(cfg.epochs / opt.decay_epochs))
-        )
-    optimizer = keras.optimizers.Adam(lr) if opt.name == "adam" else keras.optimizers.SGD(lr, momentum=0.9)
-    model = build_unet(cfg.model)
-    model.compile(
-        optimizer=optimizer,
-        loss=get_loss(cfg.loss),
-        metrics=[
-            keras.metrics.MeanSquaredError(name="mse"),
-            keras.metrics.BinaryIoU(target_class_ids=[1], name="iou"),
-        ],
-    )
+    previous_policy = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(cfg.precision)
+    try:
+        with dist.scope():
+            if opt.decay == "exponential":
+                lr = keras.optimizers.schedules.ExponentialDecay(base_lr, decay_steps, opt.decay_rate)
+            elif opt.decay == "cosine":
+                lr = keras.optimizers.schedules.CosineDecay(
+                    base_lr, decay_steps * max(1, math.ceil(cfg.epochs / opt.decay_epochs))
+                )
+            optimizer = (
+                keras.optimizers.Adam(lr) if opt.name == "adam" else keras.optimizers.SGD(lr, momentum=0.9)
+            )
+            if cfg.precision == "mixed_float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            model = build_unet(cfg.model)
+            model.compile(
+                optimizer=dist.averaging(optimizer),
+                loss=get_loss(cfg.loss),
+                metrics=[
+                    keras.metrics.MeanSquaredError(name="mse"),
+                    keras.metrics.BinaryIoU(target_class_ids=[1], name="iou"),
+                ],
+            )
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous_policy)
     return model
+
+
+def plain_model(model: Any, cfg: TrainConfig, dist: Distribution) -> Any:
+    """The model as one float32 device sees it, for prediction and the bundle.
+
+    A mirrored model's ``predict_on_batch`` hands the whole batch to every replica (the
+    outputs come back concatenated), and a bundle should not carry the training's
+    precision policy; such models get a float32 twin with the same weights."""
+    if dist.replicas_per_process == 1 and cfg.precision == "float32":
+        return model
+    from training.model import build_unet
+
+    twin = build_unet(cfg.model)
+    twin.set_weights(model.get_weights())
+    return twin
 
 
 class StopAtValLoss:
@@ -108,21 +146,29 @@ class StopAtValLoss:
         return _Stop()
 
 
-def _callbacks(cfg: TrainConfig, out: Path, round_index: int, has_val: bool) -> list[Any]:
+def _callbacks(cfg: TrainConfig, out: Path, round_index: int, has_val: bool, dist: Distribution) -> list[Any]:
+    """The round's callbacks; those that write files run on the chief only, and the
+    distribution's own come right after the restore so the others see averaged logs."""
     import keras
 
     monitor = "val_loss" if has_val else "loss"
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (out / "logs").mkdir(parents=True, exist_ok=True)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(out / "backup" / f"round-{round_index}")),
-        keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "last.keras")),
-        keras.callbacks.ModelCheckpoint(
-            str(out / "checkpoints" / "best.keras"), monitor=monitor, save_best_only=True
-        ),
-        keras.callbacks.CSVLogger(str(out / "logs" / f"round-{round_index}.csv"), append=True),
-        keras.callbacks.TensorBoard(str(out / "logs" / "tensorboard"), write_graph=False, profile_batch=0),
-    ]
+    callbacks: list[Any] = []
+    if dist.is_chief:
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (out / "logs").mkdir(parents=True, exist_ok=True)
+        callbacks.append(keras.callbacks.BackupAndRestore(str(out / "backup" / f"round-{round_index}")))
+    callbacks += dist.callbacks()
+    if dist.is_chief:
+        callbacks += [
+            keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "last.keras")),
+            keras.callbacks.ModelCheckpoint(
+                str(out / "checkpoints" / "best.keras"), monitor=monitor, save_best_only=True
+            ),
+            keras.callbacks.CSVLogger(str(out / "logs" / f"round-{round_index}.csv"), append=True),
+            keras.callbacks.TensorBoard(
+                str(out / "logs" / "tensorboard"), write_graph=False, profile_batch=0
+            ),
+        ]
     if cfg.early_stopping_patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -135,22 +181,49 @@ def _callbacks(cfg: TrainConfig, out: Path, round_index: int, has_val: bool) -> 
 
 
 def _fit_round(
-    model: Any, cfg: TrainConfig, patches: PatchSet, out: Path, round_index: int
+    model: Any, cfg: TrainConfig, patches: PatchSet, out: Path, round_index: int, dist: Distribution
 ) -> tuple[dict[str, list[float]], dict[str, Any]]:
-    positives = patches.select("train", POSITIVE_KINDS)
-    negatives = patches.select("train", NEGATIVE_KINDS)
-    dataset, steps = training_dataset(patches, positives, negatives, cfg.data, cfg.seed + 1000 * round_index)
+    all_positives = patches.select("train", POSITIVE_KINDS)
+    all_negatives = patches.select("train", NEGATIVE_KINDS)
+    if min(len(all_positives), len(all_negatives)) < dist.size:
+        raise PatchSetError(
+            f"{patches.root}: {len(all_positives)} impact and {len(all_negatives)} non-impact train patches "
+            f"cannot be shared by {dist.size} processes; tile more scenes or start fewer processes"
+        )
+    positives, negatives = dist.shard(all_positives), dist.shard(all_negatives)
+    dataset, _ = training_dataset(
+        patches,
+        positives,
+        negatives,
+        cfg.data,
+        cfg.seed + 1000 * round_index + RANK_SEED_STRIDE * dist.rank,
+        replicas=dist.replicas_per_process,
+    )
+    # Every rank takes the same number of steps, counted on the whole train set.
+    steps = epoch_steps(len(all_positives), len(all_negatives), cfg.data, dist.replicas)
     val_records = patches.select("val", EVAL_KINDS)
-    val = eval_dataset(patches, val_records, cfg.data.batch_size) if val_records else None
+    mirrored = dist.replicas_per_process > 1
+    eval_batch = (
+        whole_batch_size(len(val_records), cfg.data.batch_size, dist.replicas_per_process)
+        if mirrored
+        else cfg.data.batch_size
+    )
+    if mirrored and len(val_records) < eval_batch:
+        val_records = []
+    val = eval_dataset(patches, val_records, eval_batch, whole_batches=mirrored) if val_records else None
     if val is None:
         log.warning("no val patches: early stopping and checkpoints watch the training loss")
     epochs = cfg.epochs if round_index == 0 else (cfg.mining.epochs or cfg.epochs)
-    callbacks = _callbacks(cfg, out, round_index, val is not None)
+    callbacks = _callbacks(cfg, out, round_index, val is not None, dist)
     log.info(
-        "round %d: %d impact and %d non-impact train patches, %d steps/epoch, up to %d epochs",
+        "round %d: %d impact and %d non-impact train patches (this rank: %d and %d), "
+        "global batch %d, %d steps/epoch, up to %d epochs",
         round_index,
+        len(all_positives),
+        len(all_negatives),
         len(positives),
         len(negatives),
+        cfg.data.batch_size * dist.replicas,
         steps,
         epochs,
     )
@@ -161,17 +234,23 @@ def _fit_round(
         epochs=epochs,
         shuffle=False,  # the dataset shuffles itself
         validation_data=val,
-        validation_steps=math.ceil(len(val_records) / cfg.data.batch_size) if val is not None else None,
+        validation_steps=(
+            len(val_records) // eval_batch if mirrored else math.ceil(len(val_records) / eval_batch)
+        )
+        if val is not None
+        else None,
         callbacks=callbacks,
-        verbose=1 if sys.stderr.isatty() else 2,
+        verbose=(1 if sys.stderr.isatty() else 2) if dist.is_chief else 0,
     )
     stop = next((c for c in callbacks if hasattr(c, "reached")), None)
-    logged = _logged_history(out / "logs" / f"round-{round_index}.csv") or _floats(history.history)
+    logged = (_logged_history(out / "logs" / f"round-{round_index}.csv") if dist.is_chief else {}) or _floats(
+        history.history
+    )
     info = {
         "epochs_run": len(logged.get("loss", [])),
         "seconds": time.perf_counter() - started,
-        "train_positives": len(positives),
-        "train_negatives": len(negatives),
+        "train_positives": len(all_positives),
+        "train_negatives": len(all_negatives),
         "target_reached": getattr(stop, "reached", None),
     }
     return logged, info
@@ -205,82 +284,159 @@ def _save_state(out: Path, state: dict[str, Any]) -> None:
     tmp.replace(out / "state.json")
 
 
-def train_run(cfg: TrainConfig, data: Path, out: Path) -> dict[str, Any]:
+def train_run(
+    cfg: TrainConfig, data: Path, out: Path, on_model: Callable[[Any], None] | None = None
+) -> dict[str, Any]:
     """Train, mine and evaluate round after round; write the bundle and the report.
+
+    The distribution strategy (``cfg.distribute``) decides only how devices and processes
+    cooperate; with several processes every rank runs this function and only rank 0
+    writes into ``out``.
 
     Args:
         cfg: Resolved training config.
         data: Patch-set folder written by ``impacts tile``.
         out: Run folder (created; an existing one is resumed).
+        on_model: Called on every rank with the trained Keras model (tests, benchmarks).
 
     Returns:
-        The report: ``{"rounds": [...], "bundle": path, "version": ...}``.
+        The report: ``{"rounds": [...], "bundle": path, "version": ..., "distribution": ...}``
+        (on ranks other than 0, ``bundle`` is None: they write nothing).
 
     Raises:
         PatchSetError: The patch set is missing, or has no train impacts or negatives.
     """
+    dist = setup_distribution(cfg.distribute)
+    with chief_only_logging(dist):
+        return _train(cfg, data, out, dist, on_model)
+
+
+def train_plan(cfg: TrainConfig, data: Path) -> dict[str, Any]:
+    """What ``train_run`` would do on this process, without training (``--dry-run``):
+    strategy, rank, replicas, global batch, learning rate, precision and this rank's shard.
+
+    Raises:
+        PatchSetError: The patch set is missing.
+    """
+    dist = setup_distribution(cfg.distribute)
+    patches = PatchSet.load(data)
+    positives = patches.select("train", POSITIVE_KINDS)
+    negatives = patches.select("train", NEGATIVE_KINDS)
+    return {
+        **dist.describe(),
+        "rank": dist.rank,
+        "writes_files": dist.is_chief,
+        "precision": cfg.precision,
+        "batch_per_replica": cfg.data.batch_size,
+        "global_batch": cfg.data.batch_size * dist.replicas,
+        "learning_rate": cfg.optimizer.learning_rate * lr_factor(cfg.distribute.lr_scaling, dist.replicas),
+        "lr_scaling": cfg.distribute.lr_scaling,
+        "steps_per_epoch": epoch_steps(len(positives), len(negatives), cfg.data, dist.replicas),
+        "rank_train_positives": len(dist.shard(positives)),
+        "rank_train_negatives": len(dist.shard(negatives)),
+        "rank_pool": len(dist.shard(mining_candidates(patches.records))),
+    }
+
+
+def _prepare_run(
+    cfg: TrainConfig, data: Path, out: Path, dist: Distribution
+) -> tuple[PatchSet, dict[str, Any]]:
+    """Rank 0 sets up (or resumes) the run folder; every rank gets its manifest rows and state."""
+    manifest = out / MANIFEST_NAME
+    if dist.is_chief:
+        out.mkdir(parents=True, exist_ok=True)
+        write_run_record(out, cfg, cfg.seed, "train")
+        if not manifest.is_file():
+            if not (data / MANIFEST_NAME).is_file():
+                raise PatchSetError(
+                    f"{data / MANIFEST_NAME} not found; build the patch set with `impacts tile --out {data}`"
+                )
+            shutil.copyfile(data / MANIFEST_NAME, manifest)
+        patches = PatchSet.load(data, manifest)
+        state = _load_state(out)
+        state["run_name"] = out.resolve().name
+    else:
+        patches = PatchSet.load(data)
+        state = {}
+    if dist.size > 1:  # rank 0's manifest (with mined rows) and state, for a resumed run too
+        patches.records, state = dist.broadcast_object((patches.records, state))
+    return patches, state
+
+
+def _train(
+    cfg: TrainConfig, data: Path, out: Path, dist: Distribution, on_model: Callable[[Any], None] | None
+) -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
-    out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
     if cfg.data.deterministic:
         tf.config.experimental.enable_op_determinism()
-    write_run_record(out, cfg, cfg.seed, "train")
-    manifest = out / MANIFEST_NAME
-    if not manifest.is_file():
-        if not (data / MANIFEST_NAME).is_file():
-            raise PatchSetError(
-                f"{data / MANIFEST_NAME} not found; build the patch set with `impacts tile --out {data}`"
-            )
-        shutil.copyfile(data / MANIFEST_NAME, manifest)
-    patches = PatchSet.load(data, manifest)
-    state = _load_state(out)
+    patches, state = _prepare_run(cfg, data, out, dist)
     rounds_total = cfg.mining.rounds + 1
     model = None
     if state["rounds"]:
         log.info("resuming after round %d", len(state["rounds"]) - 1)
     for round_index in range(len(state["rounds"]), rounds_total):
         if model is None or (round_index > 0 and cfg.mining.mode == "restart"):
-            model = build_compiled_model(cfg, steps_per_epoch=_steps_hint(patches, cfg))
-            if round_index > 0 and cfg.mining.mode == "finetune":
+            model = build_compiled_model(cfg, _steps_hint(patches, cfg, dist), dist)
+            # Other ranks receive these weights from rank 0 when the round's fit begins.
+            if round_index > 0 and cfg.mining.mode == "finetune" and dist.is_chief:
                 model.load_weights(out / "rounds" / f"round-{round_index - 1}.weights.h5")
         state["round_starts"].append(len(state["history"].get("loss", [])))
-        history, info = _fit_round(model, cfg, patches, out, round_index)
+        history, info = _fit_round(model, cfg, patches, out, round_index, dist)
         for key, values in history.items():
             state["history"].setdefault(key, []).extend(values)
-        (out / "rounds").mkdir(exist_ok=True)
-        model.save_weights(out / "rounds" / f"round-{round_index}.weights.h5")
-        version = f"{out.resolve().name}-r{round_index}"
+        version = f"{state['run_name']}-r{round_index}"
         entry: dict[str, Any] = {"round": round_index, "model_version": version, **info}
-        for split in ("val", "test"):
-            if patches.select(split, EVAL_KINDS):
-                entry[split] = evaluate_model(model, patches, split, cfg.evaluation)
+        plain = plain_model(model, cfg, dist)
+        if dist.is_chief:
+            (out / "rounds").mkdir(exist_ok=True)
+            model.save_weights(out / "rounds" / f"round-{round_index}.weights.h5")
+            for split in ("val", "test"):
+                if patches.select(split, EVAL_KINDS):
+                    entry[split] = evaluate_model(plain, patches, split, cfg.evaluation)
         entry["mined"] = 0
         if round_index < rounds_total - 1:
-            entry["mined"] = _mine(model, patches, cfg, round_index + 1, version)
-            write_manifest(manifest, patches.records)
+            entry["mined"] = _mine(plain, patches, cfg, round_index + 1, version, dist)
+            if dist.is_chief:
+                write_manifest(out / MANIFEST_NAME, patches.records)
         state["rounds"].append(entry)
-        _save_state(out, state)
+        if dist.is_chief:
+            _save_state(out, state)
+    if on_model is not None and model is not None:
+        on_model(model)
+    if not dist.is_chief:
+        return {
+            "version": state["rounds"][-1]["model_version"],
+            "bundle": None,
+            "rounds": state["rounds"],
+            "distribution": dist.describe(),
+        }
     if model is None:  # every round was already done: rebuild the final model from its weights
-        model = build_compiled_model(cfg, steps_per_epoch=_steps_hint(patches, cfg))
+        model = build_compiled_model(cfg, _steps_hint(patches, cfg, dist), dist)
         model.load_weights(out / "rounds" / f"round-{rounds_total - 1}.weights.h5")
-    return _finish(model, cfg, out, state)
+    return _finish(model, cfg, out, state, dist)
 
 
-def _steps_hint(patches: PatchSet, cfg: TrainConfig) -> int:
+def _steps_hint(patches: PatchSet, cfg: TrainConfig, dist: Distribution) -> int:
     return epoch_steps(
-        len(patches.select("train", POSITIVE_KINDS)), len(patches.select("train", NEGATIVE_KINDS)), cfg.data
+        len(patches.select("train", POSITIVE_KINDS)),
+        len(patches.select("train", NEGATIVE_KINDS)),
+        cfg.data,
+        dist.replicas,
     )
 
 
-def _mine(model: Any, patches: PatchSet, cfg: TrainConfig, round_index: int, version: str) -> int:
+def _mine(
+    model: Any, patches: PatchSet, cfg: TrainConfig, round_index: int, version: str, dist: Distribution
+) -> int:
     base = len(
         [r for r in patches.records if r.split == "train" and r.kind in ("positive", "negative", "reviewed")]
     )
     already = len([r for r in patches.records if r.split == "train" and r.kind == "mined"])
     quota = mining_quota(base, already, cfg.mining.top_n, cfg.mining.max_share)
-    mined = mine_pool(model, patches, cfg.mining, quota)
+    mined = mine_pool(model, patches, cfg.mining, quota, dist)
     count = apply_mined(patches.records, mined, round_index, version)
     log.info(
         "round %d: mined %d of %d pool patches (quota %d; scores %s)",
@@ -293,12 +449,26 @@ def _mine(model: Any, patches: PatchSet, cfg: TrainConfig, round_index: int, ver
     return count
 
 
-def _finish(model: Any, cfg: TrainConfig, out: Path, state: dict[str, Any]) -> dict[str, Any]:
+def _finish(
+    model: Any, cfg: TrainConfig, out: Path, state: dict[str, Any], dist: Distribution
+) -> dict[str, Any]:
     last = state["rounds"][-1]
     version = last["model_version"]
     metrics = {split: last[split] for split in ("val", "test") if split in last}
-    bundle = export_bundle(out / "bundle", model, cfg, version, state["history"], metrics)
-    report = {"version": version, "bundle": str(bundle), "rounds": state["rounds"]}
+    plain = plain_model(model, cfg, dist)
+    bundle = export_bundle(out / "bundle", plain, cfg, version, state["history"], metrics)
+    report = {
+        "version": version,
+        "bundle": str(bundle),
+        "rounds": state["rounds"],
+        "distribution": {
+            **dist.describe(),
+            "precision": cfg.precision,
+            "global_batch": cfg.data.batch_size * dist.replicas,
+            "learning_rate": cfg.optimizer.learning_rate
+            * lr_factor(cfg.distribute.lr_scaling, dist.replicas),
+        },
+    }
     (out / "report.json").write_text(json.dumps(json_safe(report), indent=2) + "\n")
     if state["history"].get("loss"):
         plot_loss_curves(
