@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO := demo
 PIP_FLAGS ?= --disable-pip-version-check
 
-.PHONY: install dev demo test lint typecheck pytest bench clean
+.PHONY: install dev horovod demo test lint typecheck pytest bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ $(VENV)/.installed-dev: pyproject.toml
 
 install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
+
+## horovod: OpenMPI (apt) and Horovod 0.28.1 built against this TensorFlow (about 4 min once,
+## then from a wheel cached in ~/.cache/mars-impacts); GPU nodes: HOROVOD_GPU_OPERATIONS=NCCL
+horovod: install
+	VENV=$(VENV) .ci/build-horovod.sh
 
 ## demo: synthetic scenes -> patches -> U-Net with one mining round -> evaluation (about 10 min on 2 cores)
 demo: install
@@ -42,8 +47,8 @@ lint: dev
 typecheck: dev
 	$(BIN)/mypy
 
-pytest: dev
-	$(BIN)/pytest -q
+pytest: dev horovod
+	IMPACTS_REQUIRE_HOROVOD=1 $(BIN)/pytest -q
 
 ## bench: figures in the README (ratios measured side by side in one run)
 bench: install
