@@ -146,13 +146,45 @@ class StopAtValLoss:
         return _Stop()
 
 
+def _epoch_timer() -> Any:
+    """Keras callback keeping each epoch's wall time in ``.seconds`` and that of its training
+    steps alone (before validation) in ``.train_seconds``, for the report and the scaling
+    benchmark (not in the logs, so the loss curves do not plot them)."""
+    import keras
+
+    class _Timer(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seconds: list[float] = []
+            self.train_seconds: list[float] = []
+            self._start = 0.0
+            self._fitting = False
+
+        def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            self._start = time.perf_counter()
+            self._fitting = True
+
+        def on_test_begin(self, logs: dict[str, float] | None = None) -> None:
+            if self._fitting:  # validation starts: the epoch's training steps are done
+                self.train_seconds.append(time.perf_counter() - self._start)
+                self._fitting = False
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            self.seconds.append(time.perf_counter() - self._start)
+            if self._fitting:
+                self.train_seconds.append(self.seconds[-1])
+                self._fitting = False
+
+    return _Timer()
+
+
 def _callbacks(cfg: TrainConfig, out: Path, round_index: int, has_val: bool, dist: Distribution) -> list[Any]:
     """The round's callbacks; those that write files run on the chief only, and the
     distribution's own come right after the restore so the others see averaged logs."""
     import keras
 
     monitor = "val_loss" if has_val else "loss"
-    callbacks: list[Any] = []
+    callbacks: list[Any] = [_epoch_timer()]
     if dist.is_chief:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         (out / "logs").mkdir(parents=True, exist_ok=True)
@@ -201,7 +233,11 @@ def _fit_round(
     )
     # Every rank takes the same number of steps, counted on the whole train set.
     steps = epoch_steps(len(all_positives), len(all_negatives), cfg.data, dist.replicas)
+    # Horovod ranks validate on their own shards (the epoch's logs are averaged over the
+    # ranks); every rank needs one, or some would validate and some not.
     val_records = patches.select("val", EVAL_KINDS)
+    if len(val_records) >= dist.size:
+        val_records = dist.shard(val_records)
     mirrored = dist.replicas_per_process > 1
     eval_batch = (
         whole_batch_size(len(val_records), cfg.data.batch_size, dist.replicas_per_process)
@@ -243,6 +279,7 @@ def _fit_round(
         verbose=(1 if sys.stderr.isatty() else 2) if dist.is_chief else 0,
     )
     stop = next((c for c in callbacks if hasattr(c, "reached")), None)
+    timer = callbacks[0]
     logged = (_logged_history(out / "logs" / f"round-{round_index}.csv") if dist.is_chief else {}) or _floats(
         history.history
     )
@@ -251,6 +288,10 @@ def _fit_round(
         "seconds": time.perf_counter() - started,
         "train_positives": len(all_positives),
         "train_negatives": len(all_negatives),
+        "steps_per_epoch": steps,
+        "global_batch": cfg.data.batch_size * dist.replicas,
+        "epoch_seconds": [round(t, 3) for t in timer.seconds],
+        "epoch_train_seconds": [round(t, 3) for t in timer.train_seconds],
         "target_reached": getattr(stop, "reached", None),
     }
     return logged, info
