@@ -3,6 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO := demo
+DEMO_PORT ?= 8000
+DEMO_SERVE ?= 1
 PIP_FLAGS ?= --disable-pip-version-check
 
 .PHONY: install dev horovod demo test lint typecheck pytest bench clean
@@ -31,11 +33,17 @@ demo: install
 	$(BIN)/impacts tile --scenes $(DEMO)/scenes --out $(DEMO)/patches --config configs/tile.yaml
 	$(BIN)/impacts train --config configs/unet-demo.yaml --data $(DEMO)/patches --out $(DEMO)/run
 	$(BIN)/impacts evaluate --model $(DEMO)/run/bundle --data $(DEMO)/patches --split test --out $(DEMO)/eval
+	$(BIN)/impacts predict --model $(DEMO)/run/bundle $(DEMO)/scenes --out $(DEMO)/predictions
 	@echo "demo done:"
 	@echo "  run report  $(DEMO)/run/report.json  (per round: mined patches, val/test metrics)"
 	@echo "  figures     $(DEMO)/run/loss_curve.png $(DEMO)/run/rounds.png"
 	@echo "  evaluation  $(DEMO)/eval/metrics.json $(DEMO)/eval/pr_curve.png $(DEMO)/eval/grid_chosen.png $(DEMO)/eval/grid_worst.png"
 	@echo "  model       $(DEMO)/run/bundle"
+	@echo "  detections  $(DEMO)/predictions/*_detections.geojson, *_prob.tif"
+ifneq ($(DEMO_SERVE),0)
+	@echo "serving the demo model (Ctrl-C stops it; make demo DEMO_SERVE=0 skips this step):"
+	$(BIN)/impacts serve --model $(DEMO)/run/bundle --host 127.0.0.1 --port $(DEMO_PORT)
+endif
 
 ## test: lint, type check and the whole test suite
 test: lint typecheck pytest
