@@ -149,6 +149,14 @@ def synth(
     help="Tile only the N-th scene (1-based, e.g. $LSB_JOBINDEX) and skip the merge.",
 )
 @click.option("--merge-only", is_flag=True, help="Only merge the scenes already tiled into manifest.csv.")
+@click.option(
+    "--reviewed",
+    "reviewed_csv",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Only append the rows of this hard_negatives.csv (`impacts review export`) to the existing "
+    "patch set --out as `reviewed` train patches.",
+)
 def tile(
     scenes_dir: Path,
     out_dir: Path,
@@ -159,11 +167,28 @@ def tile(
     workers: int | None,
     array_index: int | None,
     merge_only: bool,
+    reviewed_csv: Path | None,
 ) -> None:
     """Cut scenes into balanced 128x128 patches: TFRecord shards plus manifest.csv.
 
     Exits non-zero when a scene failed; the other scenes are tiled and merged all the same.
+    With --reviewed FILE, only adds the analysts' rejected detections to the patch set.
     """
+    if reviewed_csv is not None:
+        given = {
+            "--seed": seed,
+            "--config": config_path,
+            "--set": sets or None,
+            "--test-scenes": test_scenes,
+            "--workers": workers,
+            "--array-index": array_index,
+            "--merge-only": merge_only or None,
+        }
+        clashes = [name for name, value in given.items() if value is not None]
+        if clashes:
+            raise click.UsageError(f"--reviewed takes only --scenes and --out, not {', '.join(clashes)}")
+        _tile_reviewed(reviewed_csv, scenes_dir, out_dir)
+        return
     from impacts.config import load_config
     from impacts.errors import ImpactsError
     from tiling.config import TileConfig
@@ -199,3 +224,20 @@ def tile(
         )
     if not any(o.status in ("done", "resumed") for o in outcomes):
         raise ImpactsError(f"no scene of {scenes_dir} could be tiled; see the messages above")
+
+
+def _tile_reviewed(csv_path: Path, scenes_dir: Path, out_dir: Path) -> None:
+    """``impacts tile --reviewed``: append the hard-negative list and print what happened."""
+    from tiling.reviewed import append_reviewed
+
+    summary = append_reviewed(csv_path, scenes_dir, out_dir)
+    for row in summary.skipped:
+        click.echo(f"skipped {row['detection_id']}: {row['why']}", err=True)
+    if summary.new_scenes:
+        click.echo(f"new scenes (not in the manifest, taken as train): {', '.join(summary.new_scenes)}")
+    click.echo(
+        f"reviewed patches added={summary.added} skipped_val_test={summary.skipped_val_test} "
+        f"skipped_existing={summary.skipped_existing} missing_scene={summary.missing_scene}"
+        + (f" restored={summary.restored}" if summary.restored else "")
+    )
+    click.echo(f"patch set: {out_dir / 'manifest.csv'}")
