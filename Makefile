@@ -7,7 +7,7 @@ DEMO_PORT ?= 8000
 DEMO_SERVE ?= 1
 PIP_FLAGS ?= --disable-pip-version-check
 
-.PHONY: install dev horovod demo test lint typecheck pytest bench clean
+.PHONY: install dev horovod postgres browser demo test lint typecheck pytest bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,15 @@ dev: $(VENV)/.installed-dev
 ## then from a wheel cached in ~/.cache/mars-impacts); GPU nodes: HOROVOD_GPU_OPERATIONS=NCCL
 horovod: install
 	VENV=$(VENV) .ci/build-horovod.sh
+
+## browser: Debian's headless Chromium + chromium-driver (same version) for tests/e2e (apt, ~120 MB once)
+browser: dev
+	.ci/browser.sh
+
+## postgres: PostgreSQL on 127.0.0.1:54329 for the review-store tests (apt-installed when absent,
+## cluster in /var/cache/mars-impacts/pg or ~/.cache/mars-impacts/pg); prints its URL
+postgres:
+	@.ci/postgres.sh
 
 ## demo: synthetic scenes -> patches -> U-Net with one mining round -> evaluation (about 10 min on 2 cores)
 demo: install
@@ -55,8 +64,11 @@ lint: dev
 typecheck: dev
 	$(BIN)/mypy
 
-pytest: dev horovod
-	IMPACTS_REQUIRE_HOROVOD=1 $(BIN)/pytest -q
+pytest: dev horovod postgres browser
+	@# The test PostgreSQL (loopback only) is started for the run and stopped after it.
+	url=$$(.ci/postgres.sh) && rc=0 && IMPACTS_TEST_POSTGRES_URL=$$url IMPACTS_REQUIRE_POSTGRES=1 \
+	  IMPACTS_REQUIRE_HOROVOD=1 IMPACTS_REQUIRE_BROWSER=1 $(BIN)/pytest -q || rc=$$?; \
+	  .ci/postgres.sh stop >/dev/null; exit $$rc
 
 ## bench: figures in the README (ratios measured side by side in one run)
 bench: install

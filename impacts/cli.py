@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "evaluate": "training.cli:evaluate",
     "predict": "training.cli:predict",
     "serve": "service.cli:serve",
+    "review": "service.review.cli:review",
 }
 
 

@@ -41,3 +41,36 @@ class CorruptRasterError(SceneError, OSError):
 
 class PatchSetError(ImpactsError, ValueError):
     """A patch set (shards + manifest) is missing, incomplete or inconsistent."""
+
+
+class ReviewError(ImpactsError, ValueError):
+    """A review action is invalid: unknown decision or reason, weak password, duplicate analyst.
+
+    ``http_status`` is the status the service answers with.
+    """
+
+    http_status = 400
+
+
+class ReviewNotFoundError(ReviewError, LookupError):
+    """A detection or analyst does not exist in the review store."""
+
+    http_status = 404
+
+
+class ReviewAuthError(ReviewError, PermissionError):
+    """Wrong credentials, an unknown or expired session, or a failed CSRF check."""
+
+    http_status = 403
+
+
+class ReviewDatabaseError(ImpactsError, OSError):
+    """The review database cannot be opened, reached or migrated."""
+
+    http_status = 503
+
+
+class DetectionImportError(ImpactsError, ValueError):
+    """A detections file (``impacts predict`` GeoJSON) cannot be imported for review."""
+
+    http_status = 400

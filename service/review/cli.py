@@ -1,0 +1,148 @@
+"""``impacts review``: import detections, manage analysts, export decisions.
+
+The database comes from ``--db``, else ``IMPACTS_REVIEW_DB``, else ``sqlite:///review.db``.
+SQLAlchemy and the image code are imported inside the commands, so ``impacts --help`` stays
+fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+DEFAULT_DB = "sqlite:///review.db"
+
+
+def _db_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--db",
+        "db_url",
+        envvar="IMPACTS_REVIEW_DB",
+        default=DEFAULT_DB,
+        show_default=True,
+        help="Review database URL (env IMPACTS_REVIEW_DB): sqlite:///PATH.db or postgresql+psycopg://...",
+    )(f)
+
+
+def _geojson_files(paths: tuple[Path, ...]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.glob("*_detections.geojson"))
+            if not found:
+                raise click.BadParameter(f"{path} holds no *_detections.geojson", param_hint="FILE")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+@click.group()
+def review() -> None:
+    """Review detections: import them into the queue, add analysts, export the decisions."""
+
+
+@review.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--scenes",
+    "scenes_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="Folder of the scenes (NAME.tif) the detections were predicted on.",
+)
+@click.option("--crop-px", type=click.IntRange(16, 1024), default=128, show_default=True, help="Crop side.")
+@click.option(
+    "--context-px", type=click.IntRange(16, 8192), default=512, show_default=True, help="Context view side."
+)
+@_db_option
+def import_(files: tuple[Path, ...], scenes_dir: Path, crop_px: int, context_px: int, db_url: str) -> None:
+    """Add the detections of `impacts predict` GeoJSON FILEs (or folders of them) to the queue.
+
+    Importing the same file again adds nothing.
+    """
+    from service.review.importer import import_detections
+    from service.review.store import ReviewStore
+
+    store = ReviewStore.open(db_url)
+    try:
+        for path in _geojson_files(files):
+            s = import_detections(store, path, scenes_dir, crop_px=crop_px, context_px=context_px)
+            click.echo(f"{path}: {s.added} new detections, {s.existing} already queued ({s.scenes} scenes)")
+    finally:
+        store.close()
+
+
+@review.command("export")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for accepted.geojson, accepted.csv and hard_negatives.csv.",
+)
+@_db_option
+def export(out_dir: Path, db_url: str) -> None:
+    """Write accepted impacts (GeoJSON in the scene CRS, CSV) and rejected ones as hard negatives."""
+    from service.review.export import export_reviews
+    from service.review.store import ReviewStore
+
+    store = ReviewStore.open(db_url)
+    try:
+        s = export_reviews(store, out_dir)
+    finally:
+        store.close()
+    for path in s.files:
+        click.echo(f"wrote {path}")
+    click.echo(f"accepted {s.accepted}, rejected (hard negatives) {s.rejected}")
+    click.echo(
+        f"left out: {s.conflict} in conflict (analysts disagree), {s.unsure} unsure, {s.pending} pending"
+    )
+
+
+@review.group()
+def users() -> None:
+    """Manage analysts."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from the first line of standard input."
+)
+@_db_option
+def users_add(name: str, password_stdin: bool, db_url: str) -> None:
+    """Add analyst NAME; the password is prompted for (twice) or read from stdin, never an argument."""
+    from service.review.security import check_analyst_name, check_password
+    from service.review.store import ReviewStore
+
+    check_analyst_name(name)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    check_password(password)  # before touching the database
+    store = ReviewStore.open(db_url)
+    try:
+        store.add_analyst(name, password)
+    finally:
+        store.close()
+    click.echo(f"added analyst {name}")
+
+
+@users.command("list")
+@_db_option
+def users_list(db_url: str) -> None:
+    """List analysts."""
+    from service.review.store import ReviewStore
+
+    store = ReviewStore.open(db_url)
+    try:
+        for name in store.analysts():
+            click.echo(name)
+    finally:
+        store.close()

@@ -1,0 +1,241 @@
+"""Export reviews: accepted impacts (GeoJSON in the scene CRS, CSV) and hard negatives.
+
+``export_reviews(store, DIR)`` writes, each atomically (``.partial`` then rename):
+
+- ``accepted.geojson``: a FeatureCollection like ``impacts predict`` writes (box polygons in
+  map coordinates, ``crs`` named by WKT), one feature per accepted detection, with the
+  predict properties plus ``detection_id``, ``analyst`` and ``decided_at``. When the
+  accepted detections come from scenes in different CRSs the collection's ``crs`` is null
+  and every feature carries its own ``crs_wkt``.
+- ``accepted.csv``: the same properties, one row per detection (:data:`ACCEPTED_COLUMNS`).
+- ``hard_negatives.csv``: rejected detections for ``impacts tile --reviewed``
+  (:data:`HARD_NEGATIVE_COLUMNS`, inclusive pixel box in scene pixels).
+
+Detections in conflict (analysts disagree), unsure or pending are in neither list; the
+summary counts them. ``render(store, what, fmt)`` gives one file's text for the HTTP API.
+Map coordinates are those of pixel edges, as in predict: ``x = a*col + b*row + c``,
+``y = d*col + e*row + f`` with the affine ``(a, b, c, d, e, f)`` of the scene.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from service.review.schemas import DecisionOut, DetectionOut
+from service.review.store import ReviewStore
+
+log = logging.getLogger(__name__)
+
+ACCEPTED_COLUMNS = [
+    "detection_id",
+    "id",
+    "scene",
+    "centroid_row",
+    "centroid_col",
+    "centroid_x",
+    "centroid_y",
+    "row_min",
+    "col_min",
+    "row_max",
+    "col_max",
+    "x_min",
+    "y_min",
+    "x_max",
+    "y_max",
+    "area_px",
+    "area_m2",
+    "score",
+    "model_version",
+    "analyst",
+    "decided_at",
+]
+HARD_NEGATIVE_COLUMNS = [
+    "detection_id",
+    "scene",
+    "row_min",
+    "col_min",
+    "row_max",
+    "col_max",
+    "score",
+    "model_version",
+    "reason",
+    "analyst",
+    "decided_at",
+]
+FILES = {
+    ("accepted", "geojson"): "accepted.geojson",
+    ("accepted", "csv"): "accepted.csv",
+    ("rejected", "csv"): "hard_negatives.csv",
+    ("rejected", "geojson"): "rejected.geojson",
+}
+
+
+@dataclass
+class ExportSummary:
+    """What an export wrote and what it left out (detections in conflict, unsure, pending)."""
+
+    accepted: int
+    rejected: int
+    conflict: int
+    unsure: int
+    pending: int
+    files: list[Path] = field(default_factory=list)
+
+
+def _to_map(t: tuple[float, ...], col: float, row: float) -> tuple[float, float]:
+    return t[0] * col + t[1] * row + t[2], t[3] * col + t[4] * row + t[5]
+
+
+def detection_record(d: DetectionOut, decision: DecisionOut | None = None) -> dict[str, Any]:
+    """The predict-style properties of a reviewed detection, plus who decided and when.
+
+    Args:
+        d: The detection; its live decisions give ``analyst`` (``;``-joined) and
+            ``decided_at`` (the latest) unless ``decision`` is given.
+        decision: One decision to report instead (with its ``reason``).
+
+    Returns:
+        A flat dict with every :data:`ACCEPTED_COLUMNS` key (and ``reason`` with a decision).
+    """
+    x0, y0 = _to_map(d.transform, d.col_min, d.row_max + 1)
+    x1, y1 = _to_map(d.transform, d.col_max + 1, d.row_min)
+    res_x, res_y = abs(d.transform[0]), abs(d.transform[4])
+    record: dict[str, Any] = {
+        "detection_id": d.id,
+        "id": d.key.rsplit("@", 1)[0],
+        "scene": d.scene,
+        "centroid_row": d.centroid_row,
+        "centroid_col": d.centroid_col,
+        "centroid_x": d.centroid_x,
+        "centroid_y": d.centroid_y,
+        "row_min": d.row_min,
+        "col_min": d.col_min,
+        "row_max": d.row_max,
+        "col_max": d.col_max,
+        "x_min": round(min(x0, x1), 3),
+        "y_min": round(min(y0, y1), 3),
+        "x_max": round(max(x0, x1), 3),
+        "y_max": round(max(y0, y1), 3),
+        "area_px": d.area_px,
+        "area_m2": round(d.area_px * res_x * res_y, 1),
+        "score": d.score,
+        "model_version": d.model_version,
+    }
+    if decision is not None:
+        record.update(analyst=decision.analyst, decided_at=decision.at.isoformat(), reason=decision.reason)
+    else:
+        record.update(
+            analyst=";".join(sorted({x.analyst for x in d.decisions})),
+            decided_at=max((x.at for x in d.decisions), default=d.created_at).isoformat(),
+        )
+    return record
+
+
+def _feature(record: dict[str, Any]) -> dict[str, Any]:
+    x0, y0, x1, y1 = record["x_min"], record["y_min"], record["x_max"], record["y_max"]
+    return {
+        "type": "Feature",
+        "id": record["id"],
+        "geometry": {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]},
+        "properties": record,
+    }
+
+
+def _geojson(name: str, items: Iterable[tuple[dict[str, Any], str | None]]) -> str:
+    pairs = list(items)
+    crss = {wkt for _, wkt in pairs}
+    mixed = len(crss) > 1
+    if mixed:
+        log.warning("%s: detections from %d CRSs; each feature carries its crs_wkt", name, len(crss))
+    features = [_feature({**record, "crs_wkt": wkt} if mixed else record) for record, wkt in pairs]
+    crs = None if mixed or not pairs else next(iter(crss))
+    collection = {
+        "type": "FeatureCollection",
+        "name": name,
+        "crs": {"type": "name", "properties": {"name": crs}},
+        "features": features,
+    }
+    return json.dumps(collection, indent=1) + "\n"
+
+
+def _csv(columns: list[str], rows: Iterable[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def render(store: ReviewStore, what: Literal["accepted", "rejected"], fmt: Literal["geojson", "csv"]) -> str:
+    """The text of one export file.
+
+    Args:
+        store: The review store.
+        what: ``accepted`` impacts or ``rejected`` detections (hard negatives).
+        fmt: ``geojson`` or ``csv`` (rejected as CSV is ``hard_negatives.csv``).
+
+    Returns:
+        The file's content.
+    """
+    if what == "accepted":
+        accepted = ((detection_record(d), d.crs_wkt) for d in store.accepted())
+        if fmt == "geojson":
+            return _geojson("accepted", accepted)
+        return _csv(ACCEPTED_COLUMNS, (r for r, _ in accepted))
+    rejected = ((detection_record(d, decision), d.crs_wkt) for d, decision in store.rejected())
+    if fmt == "geojson":
+        return _geojson("rejected", rejected)
+    return _csv(HARD_NEGATIVE_COLUMNS, (r for r, _ in rejected))
+
+
+def _write(path: Path, text: str) -> Path:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
+    return path
+
+
+def export_reviews(store: ReviewStore, out_dir: Path) -> ExportSummary:
+    """Write ``accepted.geojson``, ``accepted.csv`` and ``hard_negatives.csv`` to ``out_dir``.
+
+    Args:
+        store: The review store.
+        out_dir: Output folder (created when missing).
+
+    Returns:
+        Counts of exported and left-out detections, and the files written.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    progress = store.progress()
+    summary = ExportSummary(
+        accepted=0,
+        rejected=0,
+        conflict=sum(p.conflict for p in progress),
+        unsure=sum(p.unsure for p in progress),
+        pending=sum(p.pending for p in progress),
+    )
+    accepted = [(detection_record(d), d.crs_wkt) for d in store.accepted()]
+    rejected = [detection_record(d, decision) for d, decision in store.rejected()]
+    summary.accepted, summary.rejected = len(accepted), len(rejected)
+    summary.files = [
+        _write(out_dir / FILES["accepted", "geojson"], _geojson("accepted", accepted)),
+        _write(out_dir / FILES["accepted", "csv"], _csv(ACCEPTED_COLUMNS, (r for r, _ in accepted))),
+        _write(out_dir / FILES["rejected", "csv"], _csv(HARD_NEGATIVE_COLUMNS, rejected)),
+    ]
+    log.info(
+        "exported %d accepted and %d rejected detections to %s; left out: %d in conflict, %d unsure, %d pending",
+        summary.accepted,
+        summary.rejected,
+        out_dir,
+        summary.conflict,
+        summary.unsure,
+        summary.pending,
+    )
+    return summary

@@ -1,0 +1,326 @@
+"""Put ``impacts predict`` detections into the review queue, with the images analysts see.
+
+``impacts predict`` writes ``NAME_detections.geojson``: a FeatureCollection whose features
+carry ``id`` (``SCENE-00003``) and the properties scene, centroid_row/col, centroid_x/y,
+row_min, col_min, row_max, col_max (inclusive pixel box), area_px, score, model_version.
+For each detection :func:`import_detections` cuts three views from ``SCENES/SCENE.tif``,
+reading only small windows through :mod:`tiling.io` (never a whole scene):
+
+- ``crop``: ``crop_px`` square centred on the box, clamped to the scene, as grayscale PNG;
+- ``mask``: the box outline on the crop window, 0/255 PNG of the same size;
+- ``context``: ``context_px`` square around it, downsampled to at most 256 px, RGB PNG with
+  the box outlined in red.
+
+uint16 scenes are stretched to 8 bits between the 1st and 99th percentile of the context
+window (the crop uses the same stretch, so the two views match); uint8 scenes are shown
+as they are. :func:`render_views` does the cutting from any window reader, so the service
+can build the same views from an uploaded tile. The detection key is
+``<feature id>@<model version>``: importing a file twice adds nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+from pydantic import BaseModel, ConfigDict, ValidationError
+from tqdm import tqdm
+
+from impacts.errors import DetectionImportError, SceneNotFoundError
+from service.review.schemas import DetectionIn
+from service.review.store import ReviewStore
+from tiling.io import open_image, read_window
+from tiling.windows import Box
+
+log = logging.getLogger(__name__)
+
+SCENE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+CONTEXT_OUT_PX = 256
+BATCH = 200
+HELP = "pass a NAME_detections.geojson written by `impacts predict`"
+
+#: ``(row, col, height, width) -> 2-D array`` of scene pixels.
+WindowReader = Callable[[int, int, int, int], np.ndarray]
+
+
+class PredictedProperties(BaseModel):
+    """The properties of one ``impacts predict`` feature that the review needs."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    scene: str
+    row_min: int
+    col_min: int
+    row_max: int
+    col_max: int
+    centroid_row: float
+    centroid_col: float
+    centroid_x: float
+    centroid_y: float
+    area_px: int
+    score: float
+    model_version: str
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    """What one file brought: features read, detections new to the store, and already there."""
+
+    file: Path
+    features: int
+    added: int
+    scenes: int
+
+    @property
+    def existing(self) -> int:
+        return self.features - self.added
+
+
+def read_predictions(path: Path) -> list[tuple[str, PredictedProperties]]:
+    """Read and validate a predict GeoJSON.
+
+    Args:
+        path: ``NAME_detections.geojson``.
+
+    Returns:
+        ``(feature id, properties)`` per feature, in file order.
+
+    Raises:
+        DetectionImportError: Not JSON, not a FeatureCollection, or a feature lacks a property
+            or has one of the wrong type (the message names the feature and the property).
+    """
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DetectionImportError(f"{path}: cannot be read as JSON ({exc}); {HELP}") from exc
+    if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
+        raise DetectionImportError(f"{path}: not a GeoJSON FeatureCollection; {HELP}")
+    features = data.get("features")
+    if not isinstance(features, list):
+        raise DetectionImportError(f"{path}: 'features' is missing or not a list; {HELP}")
+    out = []
+    for k, feature in enumerate(features):
+        props = feature.get("properties") if isinstance(feature, dict) else None
+        if not isinstance(props, dict):
+            raise DetectionImportError(f"{path}: feature {k} has no properties object; {HELP}")
+        try:
+            p = PredictedProperties.model_validate(props)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise DetectionImportError(f"{path}: feature {k} ({problems}); {HELP}") from exc
+        if not SCENE_NAME.fullmatch(p.scene):
+            raise DetectionImportError(
+                f"{path}: feature {k} names scene {p.scene!r}; a scene name is 1-128 letters, digits, "
+                "'_', '.' or '-' (no paths)"
+            )
+        if p.row_min > p.row_max or p.col_min > p.col_max:
+            raise DetectionImportError(f"{path}: feature {k} has an empty box (min > max); {HELP}")
+        fid = feature.get("id") or p.id or f"{p.scene}:{p.row_min},{p.col_min},{p.row_max},{p.col_max}"
+        out.append((str(fid), p))
+    return out
+
+
+def scene_file(scenes_dir: Path, scene: str) -> Path:
+    """``scenes_dir/SCENE.tif``, refusing names that would lead outside ``scenes_dir``.
+
+    Raises:
+        DetectionImportError: The name is not a plain scene name, or the resolved path (links
+            followed) leaves the folder.
+        SceneNotFoundError: The scene file does not exist.
+    """
+    if not SCENE_NAME.fullmatch(scene):
+        raise DetectionImportError(
+            f"scene name {scene!r} refused: use 1-128 letters, digits, '_', '.' or '-'"
+        )
+    root = scenes_dir.resolve()
+    path = (root / f"{scene}.tif").resolve()
+    if path.parent != root:
+        raise DetectionImportError(f"scene {scene!r} resolves to {path}, outside {root}; refused")
+    if not path.is_file():
+        raise SceneNotFoundError(
+            f"scene {scene} not found: no {path}; pass --scenes, the folder `impacts predict` read the scenes from"
+        )
+    return path
+
+
+def centred_window(box: Box, size_px: int, height: int, width: int) -> tuple[int, int, int, int]:
+    """A ``size_px`` square centred on ``box``, shifted to lie inside the scene.
+
+    Rows: ``row0 = clamp(centre - size_px // 2, 0, height - size_px)`` with
+    ``centre = (row_min + row_max) // 2`` (same for columns); a scene smaller than
+    ``size_px`` gives the whole axis.
+
+    Returns:
+        ``(row0, col0, height, width)`` in scene pixels.
+    """
+
+    def axis(lo: int, hi: int, size: int) -> tuple[int, int]:
+        extent = min(size_px, size)
+        start = (lo + hi) // 2 - size_px // 2
+        return max(0, min(start, size - extent)), extent
+
+    row0, h = axis(box.row_min, box.row_max, height)
+    col0, w = axis(box.col_min, box.col_max, width)
+    return row0, col0, h, w
+
+
+def stretch_limits(pixels: np.ndarray) -> tuple[float, float]:
+    """Display limits: the full uint8 range, or the 1st-99th percentile of uint16 pixels."""
+    if pixels.dtype == np.uint8:
+        return 0.0, 255.0
+    lo, hi = np.percentile(pixels, [1, 99]) if pixels.size else (0.0, 1.0)
+    return float(lo), float(max(hi, lo + 1))
+
+
+def to_uint8(pixels: np.ndarray, limits: tuple[float, float]) -> np.ndarray:
+    """Scale pixels linearly from ``limits`` to 0-255."""
+    lo, hi = limits
+    if pixels.dtype == np.uint8 and (lo, hi) == (0.0, 255.0):
+        return pixels
+    return np.clip((pixels.astype(np.float32) - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+
+
+def _png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+def box_outline(height: int, width: int, box: Box, row0: int, col0: int) -> np.ndarray:
+    """0/255 image of a window with the part of ``box`` inside it outlined (1 px)."""
+    mask = np.zeros((height, width), np.uint8)
+    r0, r1 = max(box.row_min - row0, 0), min(box.row_max - row0, height - 1)
+    c0, c1 = max(box.col_min - col0, 0), min(box.col_max - col0, width - 1)
+    if r0 > r1 or c0 > c1:
+        return mask
+    mask[r0 : r1 + 1, c0 : c1 + 1] = 255
+    if r1 - r0 >= 2 and c1 - c0 >= 2:
+        mask[r0 + 1 : r1, c0 + 1 : c1] = 0
+    return mask
+
+
+def render_views(
+    read: WindowReader, height: int, width: int, box: Box, crop_px: int = 128, context_px: int = 512
+) -> tuple[bytes, bytes, bytes, tuple[int, int, int, int]]:
+    """Crop, mask and context PNGs of one detection.
+
+    Args:
+        read: Reads a window of the scene (e.g. ``tiling.io.read_window`` on an open dataset).
+        height: Scene height in pixels.
+        width: Scene width in pixels.
+        box: The detection's inclusive pixel box.
+        crop_px: Side of the crop window.
+        context_px: Side of the context window (shown at most 256 px wide).
+
+    Returns:
+        ``(crop_png, mask_png, context_png, crop_window)`` with ``crop_window`` as
+        ``(row0, col0, height, width)``.
+    """
+    c_row, c_col, c_h, c_w = centred_window(box, context_px, height, width)
+    context = read(c_row, c_col, c_h, c_w)
+    limits = stretch_limits(context)
+    window = centred_window(box, crop_px, height, width)
+    crop = to_uint8(read(*window), limits)
+    mask = box_outline(window[2], window[3], box, window[0], window[1])
+    scale = min(1.0, CONTEXT_OUT_PX / max(c_h, c_w))
+    view = Image.fromarray(to_uint8(context, limits)).convert("RGB")
+    if scale < 1.0:
+        view = view.resize((max(1, round(c_w * scale)), max(1, round(c_h * scale))), Image.Resampling.BOX)
+    outline = [
+        (box.col_min - c_col) * scale,
+        (box.row_min - c_row) * scale,
+        (box.col_max + 1 - c_col) * scale - 1,
+        (box.row_max + 1 - c_row) * scale - 1,
+    ]
+    ImageDraw.Draw(view).rectangle(outline, outline=(255, 40, 40))
+    return _png(crop), _png(mask), _png(np.asarray(view)), window
+
+
+def import_detections(
+    store: ReviewStore, geojson_path: Path, scenes_dir: Path, crop_px: int = 128, context_px: int = 512
+) -> ImportSummary:
+    """Add the detections of one predict GeoJSON to the review queue (idempotent).
+
+    Args:
+        store: An open review store.
+        geojson_path: ``NAME_detections.geojson`` from ``impacts predict``.
+        scenes_dir: Folder holding ``SCENE.tif`` for every scene the file names.
+        crop_px: Side of the crop shown to analysts.
+        context_px: Side of the wider context view (downsampled to 256 px).
+
+    Returns:
+        Counts of features, new detections and scenes.
+
+    Raises:
+        DetectionImportError: Invalid file, a scene name that leaves ``scenes_dir``, or a box
+            outside its scene.
+        SceneNotFoundError: A scene file is missing.
+    """
+    records = read_predictions(geojson_path)
+    by_scene: dict[str, list[tuple[str, PredictedProperties]]] = {}
+    for fid, p in records:
+        by_scene.setdefault(p.scene, []).append((fid, p))
+    paths = {scene: scene_file(scenes_dir, scene) for scene in by_scene}  # every name checked first
+    added = 0
+    with tqdm(total=len(records), desc=geojson_path.name, unit="det", disable=None) as bar:
+        for scene, items in by_scene.items():
+            with open_image(paths[scene]) as (ds, info):
+                for fid, p in items:
+                    if p.row_max >= info.height or p.col_max >= info.width:
+                        raise DetectionImportError(
+                            f"{geojson_path}: detection {fid} box reaches row {p.row_max}, col {p.col_max} but "
+                            f"{paths[scene]} is {info.height}x{info.width}; pass the scenes predict ran on"
+                        )
+                crs_wkt = info.crs.to_wkt() if info.crs else None
+                transform = tuple(info.transform)[:6]
+                batch: list[DetectionIn] = []
+                for fid, p in items:
+                    box = Box(p.row_min, p.row_max, p.col_min, p.col_max)
+                    crop, mask, context, window = render_views(
+                        lambda r, c, h, w: read_window(ds, r, c, h, w),
+                        info.height,
+                        info.width,
+                        box,
+                        crop_px,
+                        context_px,
+                    )
+                    fields: dict[str, Any] = p.model_dump(exclude={"id"})
+                    fields["score"] = min(max(p.score, 0.0), 1.0)
+                    batch.append(
+                        DetectionIn(
+                            **fields,
+                            key=f"{fid}@{p.model_version}",
+                            crs_wkt=crs_wkt,
+                            transform=transform,
+                            window=window,
+                            crop_png=crop,
+                            mask_png=mask,
+                            context_png=context,
+                            source="import",
+                        )
+                    )
+                    if len(batch) >= BATCH:
+                        added += store.add_detections(batch)
+                        bar.update(len(batch))
+                        batch = []
+                added += store.add_detections(batch)
+                bar.update(len(batch))
+    summary = ImportSummary(geojson_path, len(records), added, len(by_scene))
+    log.info(
+        "%s: %d detections, %d new, %d already in the queue (%d scenes)",
+        geojson_path,
+        summary.features,
+        summary.added,
+        summary.existing,
+        summary.scenes,
+    )
+    return summary
