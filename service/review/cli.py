@@ -1,6 +1,6 @@
 """``impacts review``: import detections, manage analysts, export decisions.
 
-The database comes from ``--db``, else ``IMPACTS_REVIEW_DB``, else ``sqlite:///review.db``.
+The database comes from ``--db``, else ``IMPACTS_REVIEW_DB_URL``, else ``sqlite:///review.db``.
 SQLAlchemy and the image code are imported inside the commands, so ``impacts --help`` stays
 fast.
 """
@@ -21,10 +21,10 @@ def _db_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--db",
         "db_url",
-        envvar="IMPACTS_REVIEW_DB",
+        envvar="IMPACTS_REVIEW_DB_URL",
         default=DEFAULT_DB,
         show_default=True,
-        help="Review database URL (env IMPACTS_REVIEW_DB): sqlite:///PATH.db or postgresql+psycopg://...",
+        help="Review database URL (env IMPACTS_REVIEW_DB_URL): sqlite:///PATH.db or postgresql+psycopg://...",
     )(f)
 
 

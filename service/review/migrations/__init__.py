@@ -143,5 +143,5 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     except OperationalError as exc:
         raise ReviewDatabaseError(
             f"review database {redact(str(engine.url))} cannot be opened or migrated ({exc.orig}); check the "
-            "URL (IMPACTS_REVIEW_DB or --db), that its folder exists and that the server runs"
+            "URL (IMPACTS_REVIEW_DB_URL or --db), that its folder exists and that the server runs"
         ) from exc

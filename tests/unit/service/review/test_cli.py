@@ -18,7 +18,7 @@ from tests.unit.service.review.test_importer import predict_geojson
 @pytest.fixture
 def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     url = f"sqlite:///{tmp_path / 'review.db'}"
-    monkeypatch.setenv("IMPACTS_REVIEW_DB", url)
+    monkeypatch.setenv("IMPACTS_REVIEW_DB_URL", url)
     return url
 
 

@@ -1,0 +1,572 @@
+"""The review pages and JSON API through HTTP (FastAPI TestClient) on a temporary SQLite store."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from service.review.intake import SceneNameError, tile_digest, tile_review_items
+from service.review.routes import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, install_review
+from service.review.schemas import DetectionIn
+from service.review.settings import ReviewSettings
+from service.review.store import ReviewStore
+
+ADA, ADA_PASSWORD = "ada", "ada-password-1"
+BOB, BOB_PASSWORD = "bob", "bob-password-1"
+WKT = 'LOCAL_CS["mars test"]'
+
+
+def _png(value: int, size: int = 8) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (size, size), value).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _detection(k: int, scene: str, score: float, model_version: str = "v1") -> DetectionIn:
+    row, col = 10 * k, 20 + k
+    return DetectionIn(
+        key=f"{scene}-{k:05d}@{model_version}",
+        scene=scene,
+        row_min=row,
+        col_min=col,
+        row_max=row + 5,
+        col_max=col + 3,
+        centroid_row=row + 2.5,
+        centroid_col=col + 1.5,
+        centroid_x=1000.0 + 6 * (col + 2),
+        centroid_y=2000.0 - 6 * (row + 3),
+        area_px=24,
+        score=score,
+        model_version=model_version,
+        crs_wkt=WKT,
+        transform=(6.0, 0.0, 1000.0, 0.0, -6.0, 2000.0),
+        window=(0, 0, 8, 8),
+        crop_png=_png(10 * k),
+        mask_png=_png(255),
+        context_png=_png(128, 16),
+    )
+
+
+# Queue by score: S1-1 0.9, S2-4 0.8, S1-2 0.7, S1-3 0.5 (model v2).
+DETECTIONS = [
+    ("S1", 1, 0.9, "v1"),
+    ("S1", 2, 0.7, "v1"),
+    ("S1", 3, 0.5, "v2"),
+    ("S2", 4, 0.8, "v1"),
+]
+
+
+@pytest.fixture
+def review_url(tmp_path: Path) -> Iterator[str]:
+    """A SQLite review store with analysts ada and bob and four detections in two scenes."""
+    url = f"sqlite:///{tmp_path / 'review.db'}"
+    store = ReviewStore.open(url)
+    store.add_analyst(ADA, ADA_PASSWORD)
+    store.add_analyst(BOB, BOB_PASSWORD)
+    assert store.add_detections([_detection(k, scene, score, mv) for scene, k, score, mv in DETECTIONS]) == 4
+    store.close()
+    yield url
+
+
+def _app(url: str, **settings: Any) -> FastAPI:
+    app = FastAPI()
+    install_review(app, ReviewSettings(db_url=url, secure_cookies="false", **settings))
+    return app
+
+
+@pytest.fixture
+def client(review_url: str) -> Iterator[TestClient]:
+    with TestClient(_app(review_url)) as test_client:
+        yield test_client
+
+
+def _login(client: TestClient, name: str = ADA, password: str = ADA_PASSWORD) -> str:
+    """Log in through the form; returns the CSRF token."""
+    response = client.post("/login", data={"name": name, "password": password}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == "/review"
+    return client.cookies[CSRF_COOKIE]
+
+
+@pytest.fixture
+def ada(client: TestClient) -> tuple[TestClient, dict[str, str]]:
+    """The client logged in as ada, and the CSRF header to send with POSTs."""
+    return client, {CSRF_HEADER: _login(client)}
+
+
+def _ids(client: TestClient, **query: Any) -> list[int]:
+    response = client.get("/v1/review/queue", params={"status": "all", **query})
+    assert response.status_code == 200, response.text
+    return [item["id"] for item in response.json()["items"]]
+
+
+def _set_cookie(response: Any, name: str) -> str:
+    return next(c for c in response.headers.get_list("set-cookie") if c.startswith(f"{name}="))
+
+
+# ---------------------------------------------------------------------- login and session
+def test_login_sets_an_httponly_strict_session_cookie_and_a_readable_csrf_cookie(client: TestClient) -> None:
+    response = client.post("/login", data={"name": ADA, "password": ADA_PASSWORD}, follow_redirects=False)
+    assert (response.status_code, response.headers["location"]) == (303, "/review")
+    session = _set_cookie(response, SESSION_COOKIE).lower()
+    csrf = _set_cookie(response, CSRF_COOKIE).lower()
+    assert "httponly" in session and "samesite=strict" in session and "path=/" in session
+    assert "httponly" not in csrf and "samesite=strict" in csrf
+    assert "secure" not in session  # plain http and secure_cookies=false
+    assert client.get("/v1/review/me").json() == {"analyst": ADA}
+    assert client.get("/review").status_code == 200
+    assert client.get("/login", follow_redirects=False).headers["location"] == "/review"
+
+
+@pytest.mark.parametrize(
+    ("setting", "base_url", "secure"),
+    [
+        ("true", "http://testserver", True),
+        ("auto", "https://testserver", True),
+        ("auto", "http://testserver", False),
+    ],
+)
+def test_cookies_are_secure_when_configured_or_over_https(
+    review_url: str, setting: str, base_url: str, secure: bool
+) -> None:
+    app = FastAPI()
+    install_review(app, ReviewSettings(db_url=review_url, secure_cookies=setting))
+    with TestClient(app, base_url=base_url) as client:
+        response = client.post("/login", data={"name": ADA, "password": ADA_PASSWORD}, follow_redirects=False)
+    assert response.status_code == 303
+    for name in (SESSION_COOKIE, CSRF_COOKIE):
+        assert ("; secure" in _set_cookie(response, name).lower()) is secure
+
+
+def test_a_failed_login_is_401_whether_the_name_or_the_password_is_wrong(client: TestClient) -> None:
+    wrong_password = client.post("/login", data={"name": ADA, "password": "not-her-password"})
+    unknown_name = client.post("/login", data={"name": "mallory", "password": "not-her-password"})
+    assert wrong_password.status_code == unknown_name.status_code == 401
+    assert wrong_password.json() == unknown_name.json() == {"detail": "wrong name or password"}
+    assert SESSION_COOKIE not in client.cookies
+    # A browser gets the form again, with the message.
+    page = client.post("/login", data={"name": ADA, "password": "nope-nope"}, headers={"Accept": "text/html"})
+    assert page.status_code == 401
+    assert "wrong name or password" in page.text and '<form method="post" action="/login"' in page.text
+
+
+def test_repeated_failed_logins_from_one_address_are_throttled(review_url: str) -> None:
+    with TestClient(_app(review_url, login_failures_max=3)) as client:
+        for _ in range(3):
+            assert client.post("/login", data={"name": ADA, "password": "guess-guess"}).status_code == 401
+        blocked = client.post("/login", data={"name": ADA, "password": ADA_PASSWORD}, follow_redirects=False)
+        assert blocked.status_code == 429
+        assert int(blocked.headers["retry-after"]) >= 1
+        assert SESSION_COOKIE not in client.cookies
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Origin": "http://evil.example"}, {"Origin": "null"}, {"Referer": "http://evil.example/form"}],
+)
+def test_a_cross_site_login_is_refused(client: TestClient, headers: dict[str, str]) -> None:
+    response = client.post(
+        "/login", data={"name": ADA, "password": ADA_PASSWORD}, headers=headers, follow_redirects=False
+    )
+    assert response.status_code == 403
+    assert SESSION_COOKIE not in client.cookies
+
+
+def test_a_same_origin_login_is_accepted(client: TestClient) -> None:
+    response = client.post(
+        "/login",
+        data={"name": ADA, "password": ADA_PASSWORD},
+        headers={"Origin": "http://testserver"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+
+
+def test_login_form_fields_are_validated(client: TestClient) -> None:
+    assert client.post("/login", data={"name": ADA}).status_code == 422
+    assert client.post("/login", data={"name": "x" * 65, "password": "whatever-1"}).status_code == 422
+
+
+def test_logout_ends_the_session(ada: tuple[TestClient, dict[str, str]]) -> None:
+    client, csrf = ada
+    token = client.cookies[SESSION_COOKIE]
+    assert client.post("/logout").status_code == 403  # no CSRF header
+    response = client.post("/logout", headers=csrf)
+    assert response.status_code == 200
+    assert client.get("/v1/review/me").status_code == 401
+    client.cookies.set(SESSION_COOKIE, token)  # the old token is dead in the store, not only in the browser
+    assert client.get("/v1/review/me").status_code == 401
+
+
+def test_pages_redirect_to_login_without_a_session(client: TestClient) -> None:
+    response = client.get("/review", follow_redirects=False)
+    assert (response.status_code, response.headers["location"]) == (303, "/login")
+    login = client.get("/login")
+    assert login.status_code == 200 and 'name="password"' in login.text
+    assert "script-src 'self'" in login.headers["content-security-policy"]
+    assert client.get("/review/static/review.css").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/review/me"),
+        ("GET", "/v1/review/queue"),
+        ("GET", "/v1/review/detections/1"),
+        ("GET", "/v1/review/detections/1/crop.png"),
+        ("GET", "/v1/review/progress"),
+        ("GET", "/v1/review/history/1"),
+        ("GET", "/v1/review/export?what=rejected&format=csv"),
+        ("POST", "/v1/review/decisions"),
+        ("POST", "/v1/review/undo"),
+        ("POST", "/logout"),
+    ],
+)
+def test_the_api_answers_401_without_a_session(client: TestClient, method: str, path: str) -> None:
+    body = {"detection_id": 1, "decision": "accept"} if method == "POST" else None
+    response = client.request(method, path, json=body)
+    assert response.status_code == 401
+    assert "log in" in response.json()["detail"]
+
+
+def test_a_forged_session_cookie_is_401(client: TestClient) -> None:
+    _login(client)
+    real = client.cookies[SESSION_COOKIE]
+    sid, _, secret = real.partition(".")
+    for forged in (f"{sid}.{secret[:-2]}xx", "garbage", "a" * 500):
+        client.cookies.set(SESSION_COOKIE, forged)
+        assert client.get("/v1/review/me").status_code == 401
+
+
+@pytest.mark.parametrize("csrf", [None, "", "wrong-token"])
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/v1/review/decisions", {"detection_id": 1, "decision": "accept"}), ("/v1/review/undo", {})],
+)
+def test_posts_without_the_right_csrf_token_are_403(
+    ada: tuple[TestClient, dict[str, str]], csrf: str | None, path: str, body: dict[str, Any]
+) -> None:
+    client, _ = ada
+    headers = {} if csrf is None else {CSRF_HEADER: csrf}
+    response = client.post(path, json=body, headers=headers)
+    assert response.status_code == 403
+    assert CSRF_HEADER in response.json()["detail"]
+    assert client.get("/v1/review/detections/1").json()["status"] == "pending"
+
+
+def test_another_sessions_csrf_token_is_refused(review_url: str) -> None:
+    with TestClient(_app(review_url)) as bob, TestClient(_app(review_url)) as ada:
+        bob_csrf = _login(bob, BOB, BOB_PASSWORD)
+        _login(ada)
+        response = ada.post(
+            "/v1/review/decisions",
+            json={"detection_id": 1, "decision": "accept"},
+            headers={CSRF_HEADER: bob_csrf},
+        )
+        assert response.status_code == 403
+
+
+# ---------------------------------------------------------------------- decisions
+@pytest.mark.parametrize("field", ["analyst", "analyst_id", "user"])
+def test_a_body_naming_an_analyst_is_422_and_records_nothing(
+    ada: tuple[TestClient, dict[str, str]], field: str
+) -> None:
+    client, csrf = ada
+    body = {"detection_id": 1, "decision": "accept", field: BOB}
+    response = client.post("/v1/review/decisions", json=body, headers=csrf)
+    assert response.status_code == 422
+    assert client.get("/v1/review/detections/1").json()["decisions"] == []
+
+
+def test_decisions_are_the_sessions_analyst_and_conflicts_stay_visible(review_url: str) -> None:
+    with TestClient(_app(review_url)) as ada, TestClient(_app(review_url)) as bob:
+        ada_csrf = {CSRF_HEADER: _login(ada)}
+        bob_csrf = {CSRF_HEADER: _login(bob, BOB, BOB_PASSWORD)}
+        top = _ids(ada)[0]
+        accepted = ada.post(
+            "/v1/review/decisions",
+            json={"detection_id": top, "decision": "accept", "note": "fresh"},
+            headers=ada_csrf,
+        )
+        assert accepted.status_code == 200, accepted.text
+        assert accepted.json()["decision"]["analyst"] == ADA
+        assert accepted.json()["detection"]["status"] == "accept"
+        rejected = bob.post(
+            "/v1/review/decisions",
+            json={"detection_id": top, "decision": "reject", "reason": "shadow"},
+            headers=bob_csrf,
+        )
+        assert rejected.json()["detection"]["status"] == "conflict"
+        detection = ada.get(f"/v1/review/detections/{top}").json()
+        assert {(d["analyst"], d["decision"], d["reason"]) for d in detection["decisions"]} == {
+            (ADA, "accept", None),
+            (BOB, "reject", "shadow"),
+        }
+        history = ada.get(f"/v1/review/history/{top}").json()
+        assert [(h["action"], h["analyst"]) for h in history] == [
+            ("add", None),
+            ("decide", ADA),
+            ("decide", BOB),
+        ]
+
+        # Undo withdraws only the session analyst's own latest decision.
+        undone = bob.post("/v1/review/undo", headers=bob_csrf).json()
+        assert (undone["decision"]["analyst"], undone["decision"]["decision"]) == (BOB, "reject")
+        assert undone["detection"]["status"] == "accept"
+        assert bob.post("/v1/review/undo", headers=bob_csrf).json() == {"decision": None, "detection": None}
+        assert [h["action"] for h in ada.get(f"/v1/review/history/{top}").json()][-1] == "undo"
+
+
+def test_invalid_decisions_are_4xx_and_the_service_stays_up(ada: tuple[TestClient, dict[str, str]]) -> None:
+    client, csrf = ada
+    post = client.post
+    assert (
+        post("/v1/review/decisions", json={"detection_id": 1, "decision": "reject"}, headers=csrf).status_code
+        == 400
+    )
+    assert (
+        post(
+            "/v1/review/decisions",
+            json={"detection_id": 1, "decision": "accept", "reason": "shadow"},
+            headers=csrf,
+        ).status_code
+        == 400
+    )
+    assert (
+        post(
+            "/v1/review/decisions",
+            json={"detection_id": 1, "decision": "reject", "reason": "aliens"},
+            headers=csrf,
+        ).status_code
+        == 422
+    )
+    assert (
+        post("/v1/review/decisions", json={"detection_id": 1, "decision": "maybe"}, headers=csrf).status_code
+        == 422
+    )
+    assert (
+        post(
+            "/v1/review/decisions", json={"detection_id": 999, "decision": "accept"}, headers=csrf
+        ).status_code
+        == 404
+    )
+    assert post("/v1/review/decisions", content=b"{not json", headers=csrf).status_code == 422
+    assert (
+        post(
+            "/v1/review/decisions",
+            json={"detection_id": 1, "decision": "accept", "note": "x" * 2001},
+            headers=csrf,
+        ).status_code
+        == 422
+    )
+    assert client.get("/v1/review/detections/999").status_code == 404
+    assert client.get("/v1/review/detections/0").status_code == 422
+    assert client.get("/v1/review/history/999").status_code == 404
+    ok = post("/v1/review/decisions", json={"detection_id": 1, "decision": "unsure"}, headers=csrf)
+    assert ok.status_code == 200 and ok.json()["detection"]["status"] == "unsure"
+
+
+# ---------------------------------------------------------------------- queue and progress
+def test_the_queue_filters_and_orders(ada: tuple[TestClient, dict[str, str]]) -> None:
+    client, csrf = ada
+    scores = {i: client.get(f"/v1/review/detections/{i}").json()["score"] for i in _ids(client)}
+    by_score = _ids(client)
+    assert [scores[i] for i in by_score] == [0.9, 0.8, 0.7, 0.5]
+    by_scene = _ids(client, order="scene")
+    assert [scores[i] for i in by_scene] == [0.9, 0.7, 0.5, 0.8]  # S1 by score, then S2
+    assert [scores[i] for i in _ids(client, scene="S2")] == [0.8]
+    assert [scores[i] for i in _ids(client, score_min=0.6, score_max=0.85)] == [0.8, 0.7]
+    assert [scores[i] for i in _ids(client, model_version="v2")] == [0.5]
+    page = client.get("/v1/review/queue", params={"status": "all", "limit": 2, "offset": 1}).json()
+    assert ([scores[i["id"]] for i in page["items"]], page["total"]) == ([0.8, 0.7], 4)
+
+    top = by_score[0]
+    client.post("/v1/review/decisions", json={"detection_id": top, "decision": "accept"}, headers=csrf)
+    assert top not in [i["id"] for i in client.get("/v1/review/queue").json()["items"]]  # default: pending
+    assert _ids(client, status="accept") == [top]
+    assert top not in _ids(client, undecided="true")
+    assert top in _ids(client, undecided="false")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"scene": "../../etc/passwd"},
+        {"scene": "a/b"},
+        {"scene": "x" * 129},
+        {"scene": ""},
+        {"status": "done"},
+        {"order": "random"},
+        {"score_min": 2},
+        {"limit": 500},
+        {"offset": -1},
+        {"analyst": BOB},
+    ],
+)
+def test_bad_queue_parameters_are_422(ada: tuple[TestClient, dict[str, str]], query: dict[str, Any]) -> None:
+    client, _ = ada
+    response = client.get("/v1/review/queue", params=query)
+    assert response.status_code == 422, response.text
+
+
+def test_progress_counts_each_status_per_scene(ada: tuple[TestClient, dict[str, str]]) -> None:
+    client, csrf = ada
+    s1 = _ids(client, scene="S1")
+    client.post("/v1/review/decisions", json={"detection_id": s1[0], "decision": "accept"}, headers=csrf)
+    client.post(
+        "/v1/review/decisions",
+        json={"detection_id": s1[1], "decision": "reject", "reason": "artefact"},
+        headers=csrf,
+    )
+    progress = {p["scene"]: p for p in client.get("/v1/review/progress").json()}
+    assert progress["S1"] == {
+        "scene": "S1",
+        "total": 3,
+        "accepted": 1,
+        "rejected": 1,
+        "unsure": 0,
+        "conflict": 0,
+        "pending": 1,
+    }
+    assert (progress["S2"]["total"], progress["S2"]["pending"]) == (1, 1)
+
+
+def test_images_are_served_as_png(ada: tuple[TestClient, dict[str, str]]) -> None:
+    client, _ = ada
+    for kind, size in (("crop", (8, 8)), ("mask", (8, 8)), ("context", (16, 16))):
+        response = client.get(f"/v1/review/detections/1/{kind}.png")
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "image/png"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert Image.open(io.BytesIO(response.content)).size == size
+    assert client.get("/v1/review/detections/1/secret.png").status_code == 422
+    assert client.get("/v1/review/detections/1/..%2F..%2Fetc.png").status_code in (404, 422)
+    assert client.get("/v1/review/detections/999/crop.png").status_code == 404
+
+
+# ---------------------------------------------------------------------- export
+def test_export_gives_the_files_of_the_decisions(ada: tuple[TestClient, dict[str, str]]) -> None:
+    client, csrf = ada
+    first, second, third, _ = _ids(client)
+    for body in (
+        {"detection_id": first, "decision": "accept"},
+        {"detection_id": second, "decision": "reject", "reason": "crater"},
+        {"detection_id": third, "decision": "reject", "reason": "shadow"},
+    ):
+        assert client.post("/v1/review/decisions", json=body, headers=csrf).status_code == 200
+    assert client.post("/v1/review/undo", headers=csrf).status_code == 200  # the shadow rejection
+
+    geojson = client.get("/v1/review/export", params={"what": "accepted", "format": "geojson"})
+    assert geojson.status_code == 200
+    assert geojson.headers["content-disposition"] == 'attachment; filename="accepted.geojson"'
+    collection = json.loads(geojson.text)
+    assert collection["crs"]["properties"]["name"] == WKT
+    assert [
+        (f["properties"]["detection_id"], f["properties"]["analyst"]) for f in collection["features"]
+    ] == [(first, ADA)]
+
+    accepted_csv = client.get("/v1/review/export", params={"what": "accepted", "format": "csv"})
+    assert accepted_csv.headers["content-disposition"] == 'attachment; filename="accepted.csv"'
+    assert [int(r["detection_id"]) for r in csv.DictReader(io.StringIO(accepted_csv.text))] == [first]
+
+    negatives = client.get("/v1/review/export", params={"what": "rejected", "format": "csv"})
+    assert negatives.headers["content-disposition"] == 'attachment; filename="hard_negatives.csv"'
+    assert negatives.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(negatives.text)))
+    assert [(int(r["detection_id"]), r["reason"], r["analyst"]) for r in rows] == [(second, "crater", ADA)]
+    detail = client.get(f"/v1/review/detections/{second}").json()
+    assert {k: int(rows[0][k]) for k in ("row_min", "col_min", "row_max", "col_max")} == {
+        k: detail[k] for k in ("row_min", "col_min", "row_max", "col_max")
+    }
+    assert client.get("/v1/review/export", params={"what": "everything"}).status_code == 422
+
+
+# ---------------------------------------------------------------------- app wiring
+def test_the_store_opens_on_first_use_and_closes_with_the_app(tmp_path: Path, review_url: str) -> None:
+    lazy = tmp_path / "lazy.db"
+    app = _app(f"sqlite:///{lazy}")
+    with TestClient(app) as client:
+        assert client.get("/login").status_code == 200
+        assert client.get("/v1/review/queue").status_code == 401
+        assert not lazy.exists()  # anonymous requests never touch the database
+        assert client.post("/login", data={"name": ADA, "password": "whatever-1"}).status_code == 401
+        assert lazy.exists()
+        assert app.state.review._store is not None
+    assert app.state.review._store is None
+
+
+def test_an_unreachable_database_answers_503_and_recovers(tmp_path: Path) -> None:
+    missing = tmp_path / "not-yet" / "review.db"
+    with TestClient(_app(f"sqlite:///{missing}")) as client:
+        response = client.post("/login", data={"name": ADA, "password": "whatever-1"})
+        assert response.status_code == 503
+        assert "review database" in response.json()["detail"]
+        missing.parent.mkdir()
+        assert client.post("/login", data={"name": ADA, "password": "whatever-1"}).status_code == 401
+
+
+def test_disabled_review_adds_no_routes(review_url: str) -> None:
+    app = FastAPI()
+    install_review(app, ReviewSettings(db_url=review_url, enabled=False))
+    with TestClient(app) as client:
+        assert client.get("/login").status_code == 404
+        assert client.get("/v1/review/queue").status_code == 404
+
+
+def test_settings_come_from_impacts_review_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("IMPACTS_REVIEW_DB_URL", "sqlite:///x.db")
+    monkeypatch.setenv("IMPACTS_REVIEW_SECURE_COOKIES", "true")
+    monkeypatch.setenv("IMPACTS_REVIEW_SCENES_DIR", str(tmp_path))
+    monkeypatch.setenv("IMPACTS_REVIEW_ENABLED", "0")
+    settings = ReviewSettings()
+    assert (settings.db_url, settings.secure_cookies, settings.scenes_dir, settings.enabled) == (
+        "sqlite:///x.db",
+        "true",
+        tmp_path,
+        False,
+    )
+
+
+# ---------------------------------------------------------------------- tiles from POST /v1/predict?review=true
+def test_tile_detections_become_review_items_that_the_queue_shows(review_url: str) -> None:
+    image = np.zeros((200, 300), np.uint8)
+    image[50:60, 100:112] = 200
+    detection = {
+        "id": 0,
+        "row_min": 50,
+        "col_min": 100,
+        "row_max": 59,
+        "col_max": 111,
+        "centroid_row": 54.5,
+        "centroid_col": 105.5,
+        "centroid_x": None,
+        "centroid_y": None,
+        "area_px": 120,
+        "score": 0.8765,
+    }
+    digest = tile_digest(image.tobytes())
+    items = tile_review_items(image, [detection], "ESP_012345_1234", "v9", digest)
+    assert len(items) == 1
+    item = items[0]
+    assert item.key == f"ESP_012345_1234:{digest}-00000@v9"
+    assert (item.source, item.centroid_x, item.window) == ("service", 106.0, (0, 41, 128, 128))
+    assert Image.open(io.BytesIO(item.crop_png)).size == (128, 128)
+    store = ReviewStore.open(review_url)
+    try:
+        assert store.add_detections(items) == 1
+        assert store.add_detections(items) == 0  # the same tile again adds nothing
+    finally:
+        store.close()
+    with pytest.raises(SceneNameError, match="scene name"):
+        tile_review_items(image, [detection], "../scenes/x", "v9", digest)
+    assert SceneNameError("x").http_status == 422
