@@ -11,6 +11,7 @@ import asyncio
 import functools
 import io
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,8 @@ import numpy as np
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
+from pydantic_core import to_json
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from impacts.errors import ImpactsError
 from service.decode import Tile, TileError, decode_tile
@@ -70,9 +73,13 @@ class State:
         self.request_threads = ThreadPoolExecutor(
             max_workers=max(8, 4 * settings.batch_max), thread_name_prefix="request"
         )
+        # ...but only a few of them work on pixels at once (see ``Settings.cpu_slots``): results
+        # then go out one after another instead of all late together, which also brings the
+        # next requests' windows to the model sooner.
+        self.cpu_slots = threading.BoundedSemaphore(settings.cpu_slots)
 
 
-def _state(request: Request) -> State:
+async def _state(request: Request) -> State:  # async: FastAPI would run a sync one in a thread
     state: State = request.app.state.impacts
     return state
 
@@ -109,22 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.impacts = state
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Any) -> Response:
-        started = time.perf_counter()
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > state.settings.max_body_bytes:
-            response: Response = JSONResponse(
-                {"detail": f"body of {length} bytes exceeds the {state.settings.max_body_bytes} byte limit"},
-                413,
-            )
-        else:
-            response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        state.metrics.requests[(request.method, path, response.status_code)] += 1
-        state.metrics.latency.observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(_Measure, state=state)
 
     @app.exception_handler(ImpactsError)
     async def impacts_error(request: Request, exc: ImpactsError) -> JSONResponse:
@@ -221,23 +213,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         data = await upload.read(s.max_body_bytes + 1)
         if len(data) > s.max_body_bytes:
             raise TileError(413, f"tile exceeds the {s.max_body_bytes} byte limit")
-        tile = decode_tile(data, s.max_tile_px)
-        prob, detections = await _predict_tile(state, tile)
-        threshold = _threshold(state)
         wanted = format or {"image/png": "png", "image/tiff": "geotiff"}.get(
             request.headers.get("accept", ""), "json"
         )
-        if wanted == "png":
-            return Response(_png(prob >= threshold), media_type="image/png")
-        if wanted == "geotiff":
-            return Response(_geotiff(prob >= threshold, tile), media_type="image/tiff")
-        return PredictResponse(
-            model_version=state.bundle.version,
-            height=tile.image.shape[0],
-            width=tile.image.shape[1],
-            threshold=threshold,
-            detections=detections,
+        # Everything from decoding to the encoded answer runs in a request thread: the event
+        # loop only moves bytes, and one request's numpy work never stalls the others.
+        body, media_type = await asyncio.get_running_loop().run_in_executor(
+            state.request_threads, _answer, state, data, wanted
         )
+        return Response(body, media_type=media_type)
 
     return app
 
@@ -257,14 +241,83 @@ def _threshold(state: State) -> float:
     return threshold
 
 
-async def _predict_tile(state: State, tile: Tile) -> tuple[np.ndarray, list[Detection]]:
-    """Slide windows over the tile (padded with no-data up to one window), the model
-    calls going through the micro-batching predictor."""
-    from training.inference import predict_scene
+class _Measure:
+    """Counts requests by route and status and times them (pure ASGI: no extra task or
+    stream per request, unlike ``@app.middleware``); a declared body over the limit is
+    answered 413 before any of it is read."""
 
-    assert state.predictor is not None
+    def __init__(self, app: ASGIApp, state: State) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        limit = self.state.settings.max_body_bytes
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), b"").decode("latin-1")
+        if length.isdigit() and int(length) > limit:
+            response = JSONResponse({"detail": f"body of {length} bytes exceeds the {limit} byte limit"}, 413)
+            status = 413
+            await response(scope, receive, send)
+        else:
+
+            async def send_status(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            await self.app(scope, receive, send_status)
+        path = getattr(scope.get("route"), "path", "unmatched")
+        metrics = self.state.metrics
+        metrics.requests[(scope["method"], path, status)] += 1
+        metrics.latency.observe(time.perf_counter() - started)
+
+
+def _answer(state: State, data: bytes, wanted: str) -> tuple[bytes, str]:
+    """Decode an upload, predict it and encode the answer (in a request thread)."""
+    with state.cpu_slots:
+        tile = decode_tile(data, state.settings.max_tile_px)
+        prob = _probabilities(state, tile)  # lets go of the slot while the model runs
+        return _encode(state, tile, prob, wanted)
+
+
+def _encode(state: State, tile: Tile, prob: np.ndarray, wanted: str) -> tuple[bytes, str]:
+    """The answer in the wanted format from the blended probabilities of the padded tile."""
+    threshold = _threshold(state)
+    height, width = tile.image.shape
+    if wanted == "png":
+        return _png(prob[:height, :width] >= threshold), "image/png"
+    if wanted == "geotiff":
+        return _geotiff(prob[:height, :width] >= threshold, tile), "image/tiff"
+    answer = {
+        "model_version": state.bundle.version,
+        "height": height,
+        "width": width,
+        "threshold": threshold,
+        "detections": _detections(prob, height, width, threshold, state, tile),
+    }
+    # Plain Python values of the right types: serialized as ``PredictResponse`` would be,
+    # without validating thousands of detections again.
+    return to_json(answer), "application/json"
+
+
+def _probabilities(state: State, tile: Tile) -> np.ndarray:
+    """Blended probabilities of the tile padded up to the model's multiple (and one window).
+
+    The same windows, batches, blending and float operations as
+    ``training.inference.predict_scene`` (a test checks the maps are identical), but on the
+    whole tile in memory at once: a tile is small, so nothing needs streaming. The model
+    calls go through the micro-batching predictor; the caller holds a ``cpu_slots`` slot,
+    given back while the model runs.
+    """
+    from training.inference import WindowPlan
+
+    predictor = state.predictor
+    assert predictor is not None
     s = state.settings
-    loop = asyncio.get_running_loop()
     height, width = tile.image.shape
     multiple = 2**state.bundle.config.model.depth
     window = max(s.window_px, multiple)
@@ -272,60 +325,111 @@ async def _predict_tile(state: State, tile: Tile) -> tuple[np.ndarray, list[Dete
     padded_w = max(window, -(-width // multiple) * multiple)
     image = np.zeros((padded_h, padded_w), dtype=np.float32)
     image[:height, :width] = tile.image / tile.scale
-    prob = np.zeros_like(image)
-    threshold = _threshold(state)
+    overlap = min(s.overlap_px, window // 2)
+    stride = window - overlap
+    weights = _blend_weights(window, overlap)
+    starts = [
+        (r, c)
+        for r in WindowPlan(padded_h, window, stride).starts()
+        for c in WindowPlan(padded_w, window, stride).starts()
+    ]
+    total = np.zeros_like(image)
+    weight = np.zeros_like(image)
+    weighted = np.empty_like(weights)
+    for first in range(0, len(starts), s.batch_max):
+        chunk = starts[first : first + s.batch_max]
+        batch = np.stack([image[r : r + window, c : c + window] for r, c in chunk])[..., None]
+        state.cpu_slots.release()
+        try:
+            probs = predictor.predict_blocking(batch)
+        finally:
+            state.cpu_slots.acquire()
+        for (r, c), p in zip(chunk, np.asarray(probs, dtype=np.float32)[..., 0], strict=True):
+            total[r : r + window, c : c + window] += np.multiply(weights, p, out=weighted)
+            weight[r : r + window, c : c + window] += weights
+    # Every pixel is under at least one window and a window's weights are >= 0.01^2, so
+    # this is predict_scene's ``where(weight > 0, total / max(weight, 1e-12), 0)``.
+    return np.divide(total, weight, out=total)
 
-    def model(batch: np.ndarray) -> np.ndarray:
-        return asyncio.run_coroutine_threadsafe(state.predictor.predict(batch), loop).result()  # type: ignore[union-attr]
 
-    def write(rows: np.ndarray, row0: int) -> None:
-        prob[row0 : row0 + len(rows)] = rows
+@functools.lru_cache(maxsize=8)
+def _blend_weights(window: int, overlap: int) -> np.ndarray:
+    from training.inference import blend_weights
 
-    result = await loop.run_in_executor(
-        state.request_threads,
-        functools.partial(
-            predict_scene,
-            lambda r, n: image[r : r + n],
-            padded_h,
-            padded_w,
-            model,
-            write,
-            window_px=window,
-            overlap_px=min(s.overlap_px, window // 2),
-            batch_size=s.batch_max,
-            threshold=threshold,
-            scale=1.0,
-            nodata=-1.0,
-            min_area_px=state.bundle.config.evaluation.min_area_px,
-        ),
+    weights = blend_weights(window, overlap)
+    weights.flags.writeable = False
+    return weights
+
+
+_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+
+def _detections(
+    prob: np.ndarray, height: int, width: int, threshold: float, state: State, tile: Tile
+) -> list[dict[str, Any]]:
+    """Connected impacts (8-connected) of the padded map, as ``ComponentTracker`` finds them,
+    from whole-array numpy operations rather than a Python step per component (an untrained
+    model yields thousands); those starting in the tile, clipped to it, highest score first."""
+    from scipy import ndimage
+
+    mask = prob >= threshold
+    labels, n = ndimage.label(mask, structure=_EIGHT_CONNECTED)
+    if n == 0:
+        return []
+    pixels = np.flatnonzero(mask)  # raster order
+    lab = labels.ravel().take(pixels) - 1
+    rr, cc = np.divmod(pixels, prob.shape[1])
+    area = np.bincount(lab, minlength=n)
+    row_min, col_min = np.full(n, prob.shape[0]), np.full(n, prob.shape[1])
+    row_max, col_max = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    peak = np.zeros(n, np.float32)  # float32 like the map: a casting ufunc.at is 15x slower
+    np.minimum.at(row_min, lab, rr)
+    np.minimum.at(col_min, lab, cc)
+    np.maximum.at(row_max, lab, rr)
+    np.maximum.at(col_max, lab, cc)
+    np.maximum.at(peak, lab, prob.ravel().take(pixels))
+    centroid_row = np.bincount(lab, weights=rr, minlength=n) / area
+    centroid_col = np.bincount(lab, weights=cc, minlength=n) / area
+    peak = peak.astype(np.float64)
+    keep = (area >= state.bundle.config.evaluation.min_area_px) & (row_min < height) & (col_min < width)
+    # Highest peak first; ties in the tracker's order (first row, first column, label).
+    index = np.flatnonzero(keep)
+    index = index[np.lexsort((index, col_min[index], row_min[index], -peak[index]))]
+    x = y = [None] * len(index)
+    if tile.transform is not None:
+        xs, ys = tile.transform @ (centroid_col[index] + 0.5, centroid_row[index] + 0.5)
+        x, y = xs.tolist(), ys.tolist()
+    # A peak is a float32 probability: times 1e4 it is exact in float64, so numpy's
+    # multiply-rint-divide rounds it exactly as Python's round(peak, 4).
+    columns = zip(
+        centroid_row[index].tolist(),
+        centroid_col[index].tolist(),
+        x,
+        y,
+        row_min[index].tolist(),
+        col_min[index].tolist(),
+        np.minimum(row_max[index], height - 1).tolist(),
+        np.minimum(col_max[index], width - 1).tolist(),
+        area[index].tolist(),
+        np.round(peak[index], 4).tolist(),
+        strict=True,
     )
-    prob = prob[:height, :width]
-    detections = []
-    for k, d in enumerate(
-        sorted(
-            (d for d in result.detections if d.box.row_min < height and d.box.col_min < width),
-            key=lambda d: -d.peak,
-        )
-    ):
-        x = y = None
-        if tile.transform is not None:
-            x, y = tile.transform @ (d.centroid_col + 0.5, d.centroid_row + 0.5)
-        detections.append(
-            Detection(
-                id=k,
-                centroid_row=d.centroid_row,
-                centroid_col=d.centroid_col,
-                centroid_x=x,
-                centroid_y=y,
-                row_min=d.box.row_min,
-                col_min=d.box.col_min,
-                row_max=min(d.box.row_max, height - 1),
-                col_max=min(d.box.col_max, width - 1),
-                area_px=d.area_px,
-                score=round(d.peak, 4),
-            )
-        )
-    return prob, detections
+    return [
+        {
+            "id": k,
+            "centroid_row": cr,
+            "centroid_col": cc_,
+            "centroid_x": cx,
+            "centroid_y": cy,
+            "row_min": r0,
+            "col_min": c0,
+            "row_max": r1,
+            "col_max": c1,
+            "area_px": a,
+            "score": score,
+        }
+        for k, (cr, cc_, cx, cy, r0, c0, r1, c1, a, score) in enumerate(columns)
+    ]
 
 
 def _png(mask: np.ndarray) -> bytes:

@@ -1,20 +1,28 @@
 """Micro-batching: windows of concurrent requests share model calls.
 
-Requests put their windows on a bounded queue; one worker takes up to ``batch_max``
-windows (waiting at most ``batch_wait_ms`` for a batch to fill), runs the model in a
-thread and hands each request its slice. When more than ``queue_max`` windows wait, new
-requests are refused at once (:class:`SaturatedError`, answered 503 with Retry-After) instead
-of letting the queue grow without limit. With batching off, each request's windows go to
-the model alone.
+Requests put their windows on a bounded queue; one model thread takes up to ``batch_max``
+windows and runs the model on them, handing each request its slice. A batch that an idle
+model starts waits at most ``batch_wait_ms`` for more windows; when windows queued up while
+the model was busy, the next batch takes what is there and goes at once (waiting then would
+only leave the model idle). When more than ``queue_max`` windows wait, new requests are
+refused at once (:class:`SaturatedError`, answered 503 with Retry-After) instead of letting
+the queue grow without limit. With batching off, each request's windows go to the model
+alone, one call at a time.
+
+The model thread, the queue and the futures are plain threading objects: request threads
+(:meth:`BatchingPredictor.predict_blocking`) hand windows to the model and get their
+results back without a round trip through the event loop, which is busy with HTTP.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +37,7 @@ class SaturatedError(ImpactsError, RuntimeError):
 @dataclass
 class _Job:
     windows: np.ndarray
-    future: asyncio.Future[np.ndarray]
+    future: Future[np.ndarray]
 
 
 @dataclass
@@ -50,6 +58,9 @@ class BatchStats:
         del self.sizes[:-1000]  # keep the recent ones only
 
 
+_STOP = None  # queued by stop(): the model thread ends
+
+
 class BatchingPredictor:
     """Runs ``model_fn`` on batches gathered from concurrent :meth:`predict` calls."""
 
@@ -64,84 +75,125 @@ class BatchingPredictor:
         self.model_fn, self.batch_max, self.wait_s = model_fn, batch_max, wait_ms / 1000
         self.queue_max, self.batching = queue_max, batching
         self.stats = BatchStats()
-        self.waiting = 0  # windows queued, not yet taken by the worker
-        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
-        # The model gets a thread of its own: request handlers wait for their windows in the
-        # default pool, and a full pool must never keep the model from running (deadlock).
-        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
-        self._worker: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
+        self.waiting = 0  # windows queued, not yet taken by the model thread
+        self._waiting_lock = threading.Lock()
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._model_lock = threading.Lock()  # one model call at a time with batching off
+        # With batching off, async callers run the model here, off the event loop.
+        self._model_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
 
     async def start(self) -> None:
-        if self.batching and self._worker is None:
-            self._worker = asyncio.create_task(self._run())
+        if self.batching and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="model-batcher", daemon=True)
+            self._thread.start()
 
     async def stop(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-            self._worker = None
-        self._model_thread.shutdown(wait=False)
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            await asyncio.to_thread(self._thread.join, 30)
+            self._thread = None
+            while True:  # whatever was still queued fails rather than waiting forever
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not None and not job.future.done():
+                    job.future.set_exception(RuntimeError("the predictor stopped"))
+        self._model_executor.shutdown(wait=False)
 
-    async def _call_model(self, batch: np.ndarray) -> np.ndarray:
-        return await asyncio.get_running_loop().run_in_executor(self._model_thread, self.model_fn, batch)
+    def _reserve(self, count: int) -> None:
+        with self._waiting_lock:
+            if self.waiting + count > self.queue_max:
+                raise SaturatedError(
+                    f"{self.waiting} windows are waiting (limit {self.queue_max}); retry shortly"
+                )
+            self.waiting += count
 
-    async def predict(self, windows: np.ndarray) -> np.ndarray:
-        """Probabilities for a stack of windows ``(N, H, W, 1)``.
+    def _release(self, count: int) -> None:
+        with self._waiting_lock:
+            self.waiting -= count
+
+    def predict_blocking(self, windows: np.ndarray) -> np.ndarray:
+        """Probabilities for a stack of windows ``(N, H, W, 1)``, from a request thread
+        (it blocks until the windows' batch is done; never call it on the event loop).
 
         Raises:
             SaturatedError: More than ``queue_max`` windows are already waiting.
         """
-        if self.waiting + len(windows) > self.queue_max:
-            raise SaturatedError(
-                f"{self.waiting} windows are waiting (limit {self.queue_max}); retry shortly"
-            )
+        self._reserve(len(windows))
         if not self.batching:
-            self.waiting += len(windows)
             try:
-                async with self._lock:  # one model call at a time, like the batching worker
+                with self._model_lock:
                     self.stats.record(len(windows))
-                    return await self._call_model(windows)
+                    return self.model_fn(windows)
             finally:
-                self.waiting -= len(windows)
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self.waiting += len(windows)
-        await self._queue.put(_Job(windows, future))
-        return await future
+                self._release(len(windows))
+        future: Future[np.ndarray] = Future()
+        self._queue.put(_Job(windows, future))
+        return future.result()
 
-    async def _run(self) -> None:
+    async def predict(self, windows: np.ndarray) -> np.ndarray:
+        """:meth:`predict_blocking` for coroutines: the event loop is not blocked.
+
+        Raises:
+            SaturatedError: More than ``queue_max`` windows are already waiting.
+        """
+        if not self.batching:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._model_executor, self.predict_blocking, windows)
+        self._reserve(len(windows))
+        future: Future[np.ndarray] = Future()
+        self._queue.put(_Job(windows, future))
+        return await asyncio.wrap_future(future)
+
+    def _next_batch(self, pending: _Job | None) -> tuple[list[_Job], _Job | None, bool]:
+        """Jobs of the next batch, the job that starts the one after, and whether to stop."""
+        first: _Job | None = pending
+        deadline = time.monotonic()  # a backlog: the batch goes with what is queued now
+        if first is None:
+            try:
+                first = self._queue.get_nowait()  # queued while the model was busy
+            except queue.Empty:
+                first = self._queue.get()  # the model is idle: wait for work
+                deadline = time.monotonic() + self.wait_s  # and a little for company
+        if first is None:
+            return [], None, True
+        jobs, size = [first], len(first.windows)
+        while size < self.batch_max:
+            try:
+                timeout = deadline - time.monotonic()
+                job = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                self._queue.put(_STOP)  # stop after this batch
+                break
+            if size + len(job.windows) > self.batch_max:
+                return jobs, job, False  # starts the next batch
+            jobs.append(job)
+            size += len(job.windows)
+        return jobs, None, False
+
+    def _run(self) -> None:
         pending: _Job | None = None
         while True:
-            jobs = [pending or await self._queue.get()]
-            pending = None
-            size = len(jobs[0].windows)
-            deadline = time.monotonic() + self.wait_s
-            while size < self.batch_max:
-                timeout = deadline - time.monotonic()
-                if timeout <= 0:
-                    break
-                try:
-                    job = await asyncio.wait_for(self._queue.get(), timeout)
-                except TimeoutError:
-                    break
-                if size + len(job.windows) > self.batch_max:
-                    pending = job  # starts the next batch
-                    break
-                jobs.append(job)
-                size += len(job.windows)
-            self.waiting -= size
-            batch = np.concatenate([j.windows for j in jobs])
+            jobs, pending, stop = self._next_batch(pending)
+            if stop:
+                return
+            size = sum(len(j.windows) for j in jobs)
+            self._release(size)
+            batch = jobs[0].windows if len(jobs) == 1 else np.concatenate([j.windows for j in jobs])
             try:
-                probs = await self._call_model(batch)
+                probs = self.model_fn(batch)
             except Exception as exc:  # the requests fail, the service stays up
                 for j in jobs:
-                    if not j.future.done():
+                    with contextlib.suppress(Exception):
                         j.future.set_exception(exc)
                 continue
             self.stats.record(len(batch))
             start = 0
             for j in jobs:
-                if not j.future.done():
+                with contextlib.suppress(Exception):  # a future already cancelled
                     j.future.set_result(probs[start : start + len(j.windows)])
                 start += len(j.windows)

@@ -21,6 +21,18 @@ class Settings(BaseSettings):
     overlap_px: int = Field(32, ge=0, description="Window overlap, blended away.")
     batching: bool = Field(True, description="Micro-batch windows of concurrent requests.")
     batch_max: int = Field(16, ge=1, description="Most windows per model call.")
-    batch_wait_ms: float = Field(5.0, ge=0, description="How long a batch waits to fill.")
+    batch_wait_ms: float = Field(
+        5.0,
+        ge=0,
+        description="How long a batch that an idle model starts waits to fill (windows that queued "
+        "while the model was busy go at once).",
+    )
     queue_max: int = Field(256, ge=1, description="Most windows waiting; beyond, 503 with Retry-After.")
+    cpu_slots: int = Field(
+        1,
+        ge=1,
+        description="Requests that decode, blend and encode at the same time (the rest queue); "
+        "the GIL runs that Python work one thread at a time anyway, and more threads at it only "
+        "delay the model thread and the event loop.",
+    )
     threshold: float | None = Field(None, gt=0, lt=1, description="Detection threshold; None = the bundle's.")
