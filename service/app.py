@@ -8,8 +8,6 @@ importing this module loads nothing. Errors of the project (``ImpactsError``) be
 from __future__ import annotations
 
 import asyncio
-import functools
-import io
 import logging
 import threading
 import time
@@ -21,15 +19,17 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from pydantic_core import to_json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from impacts.errors import ImpactsError
+from impacts.errors import ImpactsError, ReviewError
 from service.decode import Tile, TileError, decode_tile
 from service.metrics import Metrics
 from service.predictor import BatchingPredictor, SaturatedError
+from service.review.settings import ReviewSettings
 from service.settings import Settings
+from service.tiles import mask_geotiff, mask_png, tile_detections, tile_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,9 @@ class PredictResponse(BaseModel):
     width: int
     threshold: float
     detections: list[Detection]
+    queued_for_review: int | None = Field(
+        None, description="With review=true: how many detections were new to the review queue."
+    )
 
 
 class State:
@@ -77,6 +80,17 @@ class State:
         # then go out one after another instead of all late together, which also brings the
         # next requests' windows to the model sooner.
         self.cpu_slots = threading.BoundedSemaphore(settings.cpu_slots)
+        self.review: Any = None  # service.review.state.ReviewState, set by install_review
+
+    def review_store(self) -> Any:
+        """The review store (``POST /v1/predict?review=true``).
+
+        Raises:
+            ReviewError: The review is disabled (``IMPACTS_REVIEW_ENABLED=false``).
+        """
+        if self.review is None or not self.review.settings.enabled:
+            raise ReviewError("review is disabled on this service (IMPACTS_REVIEW_ENABLED=false)")
+        return self.review.store()
 
 
 async def _state(request: Request) -> State:  # async: FastAPI would run a sync one in a thread
@@ -87,8 +101,11 @@ async def _state(request: Request) -> State:  # async: FastAPI would run a sync 
 StateDep = Annotated[State, Depends(_state)]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; the bundle at ``settings.model_path`` loads when the app starts."""
+def create_app(settings: Settings | None = None, review: ReviewSettings | None = None) -> FastAPI:
+    """Build the app; the bundle at ``settings.model_path`` loads when the app starts.
+
+    The review UI and its API (``service.review``) are part of it unless
+    ``review.enabled`` is false; their store opens on first use."""
     state = State(settings or Settings())
 
     @asynccontextmanager
@@ -115,6 +132,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Fresh impact detection on Mars orbital image tiles.",
     )
     app.state.impacts = state
+    from service.review.routes import install_review  # SQLAlchemy is imported only here
+
+    state.review = install_review(app, review or ReviewSettings())
 
     app.add_middleware(_Measure, state=state)
 
@@ -159,7 +179,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Detect impacts on a tile",
         description="Upload one tile (GeoTIFF, PNG or .npy) as the multipart field `tile`. "
         "`format=json` (default) answers the detections; `png` or `geotiff` (or an Accept header of "
-        "image/png or image/tiff) answers the 0/1 impact mask, the GeoTIFF with the input's georeference.",
+        "image/png or image/tiff) answers the 0/1 impact mask, the GeoTIFF with the input's georeference. "
+        "`review=true` also queues the detections for the analysts' review under the form field `scene`.",
         responses={
             200: {
                 "content": {
@@ -186,7 +207,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                     "type": "string",
                                     "format": "binary",
                                     "description": "GeoTIFF, PNG or .npy tile",
-                                }
+                                },
+                                "scene": {
+                                    "type": "string",
+                                    "pattern": "^[A-Za-z0-9_.-]{1,128}$",
+                                    "description": "Scene name, needed with review=true.",
+                                },
                             },
                         }
                     }
@@ -198,6 +224,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request: Request,
         state: StateDep,
         format: Annotated[str | None, Query(pattern="^(json|png|geotiff)$")] = None,
+        review: Annotated[
+            bool,
+            Query(description="Also queue the detections for review (form field `scene` names the scene)."),
+        ] = False,
     ) -> Any:
         _require_ready(state)
         s = state.settings
@@ -216,10 +246,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         wanted = format or {"image/png": "png", "image/tiff": "geotiff"}.get(
             request.headers.get("accept", ""), "json"
         )
+        scene = None
+        raw = form.get("scene")
+        if review or raw is not None:  # a bad scene name is refused even when not reviewing
+            from service.review.intake import check_scene_name
+
+            checked = check_scene_name(raw if isinstance(raw, str) else None)
+            scene = checked if review else None
         # Everything from decoding to the encoded answer runs in a request thread: the event
         # loop only moves bytes, and one request's numpy work never stalls the others.
         body, media_type = await asyncio.get_running_loop().run_in_executor(
-            state.request_threads, _answer, state, data, wanted
+            state.request_threads, _answer, state, data, wanted, scene
         )
         return Response(body, media_type=media_type)
 
@@ -276,189 +313,64 @@ class _Measure:
         metrics.latency.observe(time.perf_counter() - started)
 
 
-def _answer(state: State, data: bytes, wanted: str) -> tuple[bytes, str]:
-    """Decode an upload, predict it and encode the answer (in a request thread)."""
+def _answer(state: State, data: bytes, wanted: str, scene: str | None) -> tuple[bytes, str]:
+    """Decode an upload, predict it and encode the answer (in a request thread); with a
+    ``scene``, its detections also go into the review queue."""
     with state.cpu_slots:
         tile = decode_tile(data, state.settings.max_tile_px)
         prob = _probabilities(state, tile)  # lets go of the slot while the model runs
-        return _encode(state, tile, prob, wanted)
+        height, width = tile.image.shape
+        threshold = _threshold(state)
+        mask = prob[:height, :width] >= threshold
+        answer: dict[str, Any] = {
+            "model_version": state.bundle.version,
+            "height": height,
+            "width": width,
+            "threshold": threshold,
+            "detections": [],
+            "queued_for_review": None,
+        }
+        if wanted == "json" or scene is not None:
+            min_area = state.bundle.config.evaluation.min_area_px
+            answer["detections"] = tile_detections(prob, height, width, threshold, min_area, tile.transform)
+        if wanted == "png":
+            body, media_type = mask_png(mask), "image/png"
+        elif wanted == "geotiff":
+            body, media_type = mask_geotiff(mask, tile.crs, tile.transform), "image/tiff"
+    if scene is not None:
+        from service.review.intake import queue_tile
 
-
-def _encode(state: State, tile: Tile, prob: np.ndarray, wanted: str) -> tuple[bytes, str]:
-    """The answer in the wanted format from the blended probabilities of the padded tile."""
-    threshold = _threshold(state)
-    height, width = tile.image.shape
-    if wanted == "png":
-        return _png(prob[:height, :width] >= threshold), "image/png"
-    if wanted == "geotiff":
-        return _geotiff(prob[:height, :width] >= threshold, tile), "image/tiff"
-    answer = {
-        "model_version": state.bundle.version,
-        "height": height,
-        "width": width,
-        "threshold": threshold,
-        "detections": _detections(prob, height, width, threshold, state, tile),
-    }
+        answer["queued_for_review"] = queue_tile(state.review_store(), tile, answer, scene, data)
+    if wanted != "json":
+        return body, media_type
     # Plain Python values of the right types: serialized as ``PredictResponse`` would be,
     # without validating thousands of detections again.
     return to_json(answer), "application/json"
 
 
 def _probabilities(state: State, tile: Tile) -> np.ndarray:
-    """Blended probabilities of the tile padded up to the model's multiple (and one window).
-
-    The same windows, batches, blending and float operations as
-    ``training.inference.predict_scene`` (a test checks the maps are identical), but on the
-    whole tile in memory at once: a tile is small, so nothing needs streaming. The model
-    calls go through the micro-batching predictor; the caller holds a ``cpu_slots`` slot,
-    given back while the model runs.
-    """
-    from training.inference import WindowPlan
-
+    """Blended probabilities of the padded tile; the model calls go through the
+    micro-batching predictor, and the caller's ``cpu_slots`` slot is given back while the
+    model runs."""
     predictor = state.predictor
     assert predictor is not None
-    s = state.settings
-    height, width = tile.image.shape
-    multiple = 2**state.bundle.config.model.depth
-    window = max(s.window_px, multiple)
-    padded_h = max(window, -(-height // multiple) * multiple)
-    padded_w = max(window, -(-width // multiple) * multiple)
-    image = np.zeros((padded_h, padded_w), dtype=np.float32)
-    image[:height, :width] = tile.image / tile.scale
-    overlap = min(s.overlap_px, window // 2)
-    stride = window - overlap
-    weights = _blend_weights(window, overlap)
-    starts = [
-        (r, c)
-        for r in WindowPlan(padded_h, window, stride).starts()
-        for c in WindowPlan(padded_w, window, stride).starts()
-    ]
-    total = np.zeros_like(image)
-    weight = np.zeros_like(image)
-    weighted = np.empty_like(weights)
-    for first in range(0, len(starts), s.batch_max):
-        chunk = starts[first : first + s.batch_max]
-        batch = np.stack([image[r : r + window, c : c + window] for r, c in chunk])[..., None]
+
+    def model(batch: np.ndarray) -> np.ndarray:
         state.cpu_slots.release()
         try:
-            probs = predictor.predict_blocking(batch)
+            return predictor.predict_blocking(batch)
         finally:
             state.cpu_slots.acquire()
-        for (r, c), p in zip(chunk, np.asarray(probs, dtype=np.float32)[..., 0], strict=True):
-            total[r : r + window, c : c + window] += np.multiply(weights, p, out=weighted)
-            weight[r : r + window, c : c + window] += weights
-    # Every pixel is under at least one window and a window's weights are >= 0.01^2, so
-    # this is predict_scene's ``where(weight > 0, total / max(weight, 1e-12), 0)``.
-    return np.divide(total, weight, out=total)
 
-
-@functools.lru_cache(maxsize=8)
-def _blend_weights(window: int, overlap: int) -> np.ndarray:
-    from training.inference import blend_weights
-
-    weights = blend_weights(window, overlap)
-    weights.flags.writeable = False
-    return weights
-
-
-_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
-
-
-def _detections(
-    prob: np.ndarray, height: int, width: int, threshold: float, state: State, tile: Tile
-) -> list[dict[str, Any]]:
-    """Connected impacts (8-connected) of the padded map, as ``ComponentTracker`` finds them,
-    from whole-array numpy operations rather than a Python step per component (an untrained
-    model yields thousands); those starting in the tile, clipped to it, highest score first."""
-    from scipy import ndimage
-
-    mask = prob >= threshold
-    labels, n = ndimage.label(mask, structure=_EIGHT_CONNECTED)
-    if n == 0:
-        return []
-    pixels = np.flatnonzero(mask)  # raster order
-    lab = labels.ravel().take(pixels) - 1
-    rr, cc = np.divmod(pixels, prob.shape[1])
-    area = np.bincount(lab, minlength=n)
-    row_min, col_min = np.full(n, prob.shape[0]), np.full(n, prob.shape[1])
-    row_max, col_max = np.zeros(n, np.int64), np.zeros(n, np.int64)
-    peak = np.zeros(n, np.float32)  # float32 like the map: a casting ufunc.at is 15x slower
-    np.minimum.at(row_min, lab, rr)
-    np.minimum.at(col_min, lab, cc)
-    np.maximum.at(row_max, lab, rr)
-    np.maximum.at(col_max, lab, cc)
-    np.maximum.at(peak, lab, prob.ravel().take(pixels))
-    centroid_row = np.bincount(lab, weights=rr, minlength=n) / area
-    centroid_col = np.bincount(lab, weights=cc, minlength=n) / area
-    peak = peak.astype(np.float64)
-    keep = (area >= state.bundle.config.evaluation.min_area_px) & (row_min < height) & (col_min < width)
-    # Highest peak first; ties in the tracker's order (first row, first column, label).
-    index = np.flatnonzero(keep)
-    index = index[np.lexsort((index, col_min[index], row_min[index], -peak[index]))]
-    x = y = [None] * len(index)
-    if tile.transform is not None:
-        xs, ys = tile.transform @ (centroid_col[index] + 0.5, centroid_row[index] + 0.5)
-        x, y = xs.tolist(), ys.tolist()
-    # A peak is a float32 probability: times 1e4 it is exact in float64, so numpy's
-    # multiply-rint-divide rounds it exactly as Python's round(peak, 4).
-    columns = zip(
-        centroid_row[index].tolist(),
-        centroid_col[index].tolist(),
-        x,
-        y,
-        row_min[index].tolist(),
-        col_min[index].tolist(),
-        np.minimum(row_max[index], height - 1).tolist(),
-        np.minimum(col_max[index], width - 1).tolist(),
-        area[index].tolist(),
-        np.round(peak[index], 4).tolist(),
-        strict=True,
+    s = state.settings
+    return tile_probabilities(
+        tile.image / tile.scale,
+        2**state.bundle.config.model.depth,
+        s.window_px,
+        s.overlap_px,
+        s.batch_max,
+        model,
     )
-    return [
-        {
-            "id": k,
-            "centroid_row": cr,
-            "centroid_col": cc_,
-            "centroid_x": cx,
-            "centroid_y": cy,
-            "row_min": r0,
-            "col_min": c0,
-            "row_max": r1,
-            "col_max": c1,
-            "area_px": a,
-            "score": score,
-        }
-        for k, (cr, cc_, cx, cy, r0, c0, r1, c1, a, score) in enumerate(columns)
-    ]
-
-
-def _png(mask: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(mask.astype(np.uint8) * 255).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _geotiff(mask: np.ndarray, tile: Tile) -> bytes:
-    from rasterio.io import MemoryFile
-
-    profile = {
-        "driver": "GTiff",
-        "height": mask.shape[0],
-        "width": mask.shape[1],
-        "count": 1,
-        "dtype": "uint8",
-        "crs": tile.crs,
-        "transform": tile.transform,
-        "compress": "deflate",
-    }
-    if tile.transform is None:
-        profile.pop("transform")
-    with MemoryFile() as memory:
-        with memory.open(**profile) as dst:
-            dst.write(mask.astype(np.uint8), 1)
-        return bytes(memory.read())
 
 
 def app_from_env() -> FastAPI:

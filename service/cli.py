@@ -26,7 +26,11 @@ import click
     help="uvicorn worker processes (each loads the model).",
 )
 def serve(model_path: Path, host: str, port: int, workers: int) -> None:
-    """Serve POST /v1/predict, /healthz, /readyz, /metrics, /v1/model (settings: IMPACTS_* variables)."""
+    """Serve POST /v1/predict, /healthz, /readyz, /metrics, /v1/model and the review UI at /review.
+
+    Settings: IMPACTS_* variables (service/settings.py) and IMPACTS_REVIEW_* (the review
+    store, e.g. IMPACTS_REVIEW_DB_URL=sqlite:///review.db; service/review/settings.py).
+    """
     import uvicorn
 
     from training.bundle import BundleError
@@ -35,5 +39,8 @@ def serve(model_path: Path, host: str, port: int, workers: int) -> None:
         raise BundleError(f"{model_path} is not a model bundle; pass RUN/bundle written by `impacts train`")
     os.environ["IMPACTS_MODEL_PATH"] = str(model_path)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    click.echo(f"serving {model_path} on http://{host}:{port} (API docs: http://{host}:{port}/docs)")
+    click.echo(
+        f"serving {model_path} on http://{host}:{port} (API docs: http://{host}:{port}/docs, "
+        f"review UI: http://{host}:{port}/review)"
+    )
     uvicorn.run("service.app:app_from_env", factory=True, host=host, port=port, workers=workers)

@@ -1,0 +1,69 @@
+"""``POST /v1/predict?review=true``: a tile's detections go into the analysts' queue."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.review.schemas import QueueFilter
+from service.review.settings import ReviewSettings
+from service.review.store import ReviewStore
+from service.settings import Settings
+from tests.unit.service.test_tile_inference import BATCH, OVERLAP, TRANSFORM, WINDOW, _geotiff, _model
+from training.bundle import export_bundle
+from training.config import ModelConfig, TrainConfig
+from training.model import build_unet
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str]]:
+    root = tmp_path_factory.mktemp("predict-review")
+    cfg = TrainConfig(model=ModelConfig(depth=2, base_filters=4))
+    export_bundle(root / "bundle", build_unet(cfg.model), cfg, "review-flag", {}, {})
+    settings = Settings(model_path=root / "bundle", window_px=WINDOW, overlap_px=OVERLAP, batch_max=BATCH)
+    db = f"sqlite:///{root / 'review.db'}"
+    with TestClient(create_app(settings, ReviewSettings(db_url=db))) as client:
+        client.app.state.impacts.predictor.model_fn = _model  # type: ignore[attr-defined]
+        yield client, db
+
+
+def test_review_flag_queues_the_detections_with_their_georeference(served: tuple[TestClient, str]) -> None:
+    client, db = served
+    tile = np.random.default_rng(3).integers(0, 256, size=(120, 100), dtype=np.uint8)
+    data = _geotiff(tile)
+    files = {"tile": ("t.tif", data)}
+    body = client.post("/v1/predict", params={"review": "true"}, data={"scene": "TILE_A"}, files=files).json()
+    assert body["queued_for_review"] == len(body["detections"]) > 0
+    again = client.post(
+        "/v1/predict", params={"review": "true"}, data={"scene": "TILE_A"}, files=files
+    ).json()
+    assert again["queued_for_review"] == 0  # the same upload adds nothing
+    store = ReviewStore.open(db)
+    try:
+        queued = store.queue(QueueFilter(status=None, scene="TILE_A", limit=200)).items
+        assert len(queued) == len(body["detections"])
+        best = max(queued, key=lambda d: d.score)
+        top = body["detections"][0]
+        assert best.score == pytest.approx(top["score"]) and best.model_version == "review-flag"
+        assert best.centroid_x == pytest.approx(top["centroid_x"]) and best.transform[0] == TRANSFORM.a
+        assert store.crop_png(best.id, "crop")[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        store.close()
+
+
+def test_without_the_flag_nothing_is_queued_and_bad_scene_names_are_refused(
+    served: tuple[TestClient, str], tmp_path: Path
+) -> None:
+    client, _ = served
+    files = {"tile": ("t.tif", _geotiff(np.full((64, 64), 80, np.uint8)))}
+    assert client.post("/v1/predict", files=files).json()["queued_for_review"] is None
+    for scene in ("../etc/passwd", "a/b", ""):
+        answer = client.post("/v1/predict", params={"review": "true"}, data={"scene": scene}, files=files)
+        assert answer.status_code == 422 and "scene" in answer.json()["detail"]
+    missing = client.post("/v1/predict", params={"review": "true"}, files=files)
+    assert missing.status_code == 422
