@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 DEMO := demo
 DEMO_PORT ?= 8000
 DEMO_SERVE ?= 1
+DEMO_DB := sqlite:///$(DEMO)/review.db
+DEMO_USER := demo
+DEMO_PASSWORD := mars-demo-review
 PIP_FLAGS ?= --disable-pip-version-check
 
 .PHONY: install dev horovod postgres browser demo test lint typecheck pytest bench clean
@@ -36,22 +39,28 @@ browser: dev
 postgres:
 	@.ci/postgres.sh
 
-## demo: synthetic scenes -> patches -> U-Net with one mining round -> evaluation (about 10 min on 2 cores)
+## demo: synthetic scenes -> patches -> U-Net with one mining round -> evaluation -> predictions
+## -> review queue; ends serving the model and the review UI (about 10 min on 2 cores)
 demo: install
 	$(BIN)/impacts synth --out $(DEMO)/scenes --count 6 --seed 7
 	$(BIN)/impacts tile --scenes $(DEMO)/scenes --out $(DEMO)/patches --config configs/tile.yaml
 	$(BIN)/impacts train --config configs/unet-demo.yaml --data $(DEMO)/patches --out $(DEMO)/run
 	$(BIN)/impacts evaluate --model $(DEMO)/run/bundle --data $(DEMO)/patches --split test --out $(DEMO)/eval
 	$(BIN)/impacts predict --model $(DEMO)/run/bundle $(DEMO)/scenes --out $(DEMO)/predictions
+	$(BIN)/impacts review import $(DEMO)/predictions --scenes $(DEMO)/scenes --db $(DEMO_DB)
+	$(BIN)/impacts review users list --db $(DEMO_DB) | grep -qx $(DEMO_USER) || \
+	  printf '%s\n' '$(DEMO_PASSWORD)' | $(BIN)/impacts review users add $(DEMO_USER) --password-stdin --db $(DEMO_DB)
 	@echo "demo done:"
 	@echo "  run report  $(DEMO)/run/report.json  (per round: mined patches, val/test metrics)"
 	@echo "  figures     $(DEMO)/run/loss_curve.png $(DEMO)/run/rounds.png"
 	@echo "  evaluation  $(DEMO)/eval/metrics.json $(DEMO)/eval/pr_curve.png $(DEMO)/eval/grid_chosen.png $(DEMO)/eval/grid_worst.png"
 	@echo "  model       $(DEMO)/run/bundle"
-	@echo "  detections  $(DEMO)/predictions/*_detections.geojson, *_prob.tif"
+	@echo "  detections  $(DEMO)/predictions/*_detections.geojson, *_prob.tif (queued for review in $(DEMO)/review.db)"
 ifneq ($(DEMO_SERVE),0)
-	@echo "serving the demo model (Ctrl-C stops it; make demo DEMO_SERVE=0 skips this step):"
-	$(BIN)/impacts serve --model $(DEMO)/run/bundle --host 127.0.0.1 --port $(DEMO_PORT)
+	@echo "serving the demo model and the review UI (Ctrl-C stops it; make demo DEMO_SERVE=0 skips this step):"
+	@echo "  review UI   http://127.0.0.1:$(DEMO_PORT)/review   login: $(DEMO_USER) / $(DEMO_PASSWORD)"
+	@echo "  API         http://127.0.0.1:$(DEMO_PORT)/docs"
+	IMPACTS_REVIEW_DB_URL=$(DEMO_DB) $(BIN)/impacts serve --model $(DEMO)/run/bundle --host 127.0.0.1 --port $(DEMO_PORT)
 endif
 
 ## test: lint, type check and the whole test suite
