@@ -9,6 +9,7 @@ head inside one transaction, without any ``alembic.ini``. To write a new revisio
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from impacts.errors import ReviewDatabaseError
+
+log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 #: Key of the PostgreSQL advisory lock that serialises migrations of concurrent processes.
@@ -116,6 +119,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     Raises:
         ReviewDatabaseError: The database cannot be reached or migrated.
     """
+    # Alembic narrates every step at INFO (plugins, context); the migration itself is logged below.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
     from alembic import command
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
@@ -135,6 +140,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
+        log.info("review database %s migrated to %s", redact(str(engine.url)), revision)
     except CommandError as exc:
         raise ReviewDatabaseError(
             f"review database {redact(str(engine.url))}: {exc}; it was written by a newer mars-impacts, "
