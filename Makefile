@@ -80,13 +80,14 @@ pytest: dev horovod postgres browser
 	  .ci/postgres.sh stop >/dev/null; exit $$rc
 
 ## bench: figures in the README (ratios measured side by side in one run)
-bench: install
+bench: install horovod
 	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/tiling.py
 	$(BIN)/python benchmarks/input_pipeline.py
 	$(BIN)/python benchmarks/quality.py
 	$(BIN)/python benchmarks/predict_scene.py
 	$(BIN)/python benchmarks/service.py
+	$(BIN)/python benchmarks/scaling.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -21,8 +21,8 @@ is synthesised and tiled on first use under ``.bench/scaling/`` (4 scenes of 204
 px, seed 3).
 
     python benchmarks/scaling.py [--workers 1,2] [--config configs/unet-demo.yaml]
-                                 [--epochs 6] [--steps 24] [--target 1.0]
-                                 [--lr-scaling sqrt] [--precision float32]
+                                 [--epochs 8] [--steps 24] [--target 1.1]
+                                 [--lr-scaling none] [--precision float32]
 """
 
 from __future__ import annotations
@@ -120,10 +120,10 @@ def main() -> None:
         "--workers", default="1,2", help="Worker counts, comma-separated (first is the base)."
     )
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "unet-demo.yaml")
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--steps", type=int, default=24, help="Steps per epoch (each takes W batches).")
-    parser.add_argument("--target", type=float, default=1.0, help="Target validation loss.")
-    parser.add_argument("--lr-scaling", default="sqrt", choices=["none", "linear", "sqrt"])
+    parser.add_argument("--target", type=float, default=1.1, help="Target validation loss.")
+    parser.add_argument("--lr-scaling", default="none", choices=["none", "linear", "sqrt"])
     parser.add_argument(
         "--precision", default="float32", choices=["float32", "mixed_float16", "mixed_bfloat16"]
     )
