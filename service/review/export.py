@@ -30,45 +30,15 @@ from typing import Any, Literal
 
 from service.review.schemas import DecisionOut, DetectionOut
 from service.review.store import ReviewStore
+from tiling.reviewed import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+from training.predict import CSV_COLUMNS
 
 log = logging.getLogger(__name__)
 
-ACCEPTED_COLUMNS = [
-    "detection_id",
-    "id",
-    "scene",
-    "centroid_row",
-    "centroid_col",
-    "centroid_x",
-    "centroid_y",
-    "row_min",
-    "col_min",
-    "row_max",
-    "col_max",
-    "x_min",
-    "y_min",
-    "x_max",
-    "y_max",
-    "area_px",
-    "area_m2",
-    "score",
-    "model_version",
-    "analyst",
-    "decided_at",
-]
-HARD_NEGATIVE_COLUMNS = [
-    "detection_id",
-    "scene",
-    "row_min",
-    "col_min",
-    "row_max",
-    "col_max",
-    "score",
-    "model_version",
-    "reason",
-    "analyst",
-    "decided_at",
-]
+# The columns of `impacts predict`'s CSV, with the decision; rejections in the columns
+# `impacts tile --reviewed` reads.
+ACCEPTED_COLUMNS = ["detection_id", *CSV_COLUMNS, "analyst", "decided_at"]
+HARD_NEGATIVE_COLUMNS = [*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS]
 FILES = {
     ("accepted", "geojson"): "accepted.geojson",
     ("accepted", "csv"): "accepted.csv",
