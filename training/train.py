@@ -37,6 +37,7 @@ from impacts.errors import PatchSetError
 from impacts.provenance import write_run_record
 from tiling.manifest import MANIFEST_NAME, write_manifest
 from training.bundle import export_bundle
+from training.callbacks import round_callbacks
 from training.config import TrainConfig
 from training.data import (
     NEGATIVE_KINDS,
@@ -72,7 +73,7 @@ def build_compiled_model(cfg: TrainConfig, steps_per_epoch: int, dist: Distribut
 
     dist = dist or Distribution()
     opt = cfg.optimizer
-    base_lr = opt.learning_rate * lr_factor(cfg.distribute.lr_scaling, dist.replicas)
+    base_lr = scaled_learning_rate(cfg, dist)
     lr: Any = base_lr
     decay_steps = max(1, int(opt.decay_epochs * steps_per_epoch))
     previous_policy = keras.mixed_precision.dtype_policy()
@@ -104,6 +105,25 @@ def build_compiled_model(cfg: TrainConfig, steps_per_epoch: int, dist: Distribut
     return model
 
 
+def scaled_learning_rate(cfg: TrainConfig, dist: Distribution) -> float:
+    """``optimizer.learning_rate`` (for one replica's batch) scaled for the replicas by
+    ``distribute.lr_scaling``."""
+    return cfg.optimizer.learning_rate * lr_factor(cfg.distribute.lr_scaling, dist.replicas)
+
+
+def run_setup(cfg: TrainConfig, dist: Distribution) -> dict[str, Any]:
+    """How this run computes: strategy, processes, replicas, precision, batch and learning rate
+    (in ``report.json`` and the ``--dry-run`` plan)."""
+    return {
+        **dist.describe(),
+        "precision": cfg.precision,
+        "batch_per_replica": cfg.data.batch_size,
+        "global_batch": cfg.data.batch_size * dist.replicas,
+        "learning_rate": scaled_learning_rate(cfg, dist),
+        "lr_scaling": cfg.distribute.lr_scaling,
+    }
+
+
 def plain_model(model: Any, cfg: TrainConfig, dist: Distribution) -> Any:
     """The model as one float32 device sees it, for prediction and the bundle.
 
@@ -117,99 +137,6 @@ def plain_model(model: Any, cfg: TrainConfig, dist: Distribution) -> Any:
     twin = build_unet(cfg.model)
     twin.set_weights(model.get_weights())
     return twin
-
-
-class StopAtValLoss:
-    """Keras callback factory: stop when ``val_loss`` reaches a target (time-to-target)."""
-
-    @staticmethod
-    def make(target: float) -> Any:
-        import keras
-
-        class _Stop(keras.callbacks.Callback):
-            def __init__(self) -> None:
-                super().__init__()
-                self.started = time.perf_counter()
-                self.reached: dict[str, float] | None = None
-
-            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-                val = (logs or {}).get("val_loss")
-                if val is not None and val <= target and self.reached is None:
-                    self.reached = {
-                        "epoch": epoch + 1,
-                        "seconds": time.perf_counter() - self.started,
-                        "val_loss": float(val),
-                    }
-                    log.info("val_loss %.4f reached the target %.4f at epoch %d", val, target, epoch + 1)
-                    self.model.stop_training = True
-
-        return _Stop()
-
-
-def _epoch_timer() -> Any:
-    """Keras callback keeping each epoch's wall time in ``.seconds`` and that of its training
-    steps alone (before validation) in ``.train_seconds``, for the report and the scaling
-    benchmark (not in the logs, so the loss curves do not plot them)."""
-    import keras
-
-    class _Timer(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.seconds: list[float] = []
-            self.train_seconds: list[float] = []
-            self._start = 0.0
-            self._fitting = False
-
-        def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-            self._start = time.perf_counter()
-            self._fitting = True
-
-        def on_test_begin(self, logs: dict[str, float] | None = None) -> None:
-            if self._fitting:  # validation starts: the epoch's training steps are done
-                self.train_seconds.append(time.perf_counter() - self._start)
-                self._fitting = False
-
-        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-            self.seconds.append(time.perf_counter() - self._start)
-            if self._fitting:
-                self.train_seconds.append(self.seconds[-1])
-                self._fitting = False
-
-    return _Timer()
-
-
-def _callbacks(cfg: TrainConfig, out: Path, round_index: int, has_val: bool, dist: Distribution) -> list[Any]:
-    """The round's callbacks; those that write files run on the chief only, and the
-    distribution's own come right after the restore so the others see averaged logs."""
-    import keras
-
-    monitor = "val_loss" if has_val else "loss"
-    callbacks: list[Any] = [_epoch_timer()]
-    if dist.is_chief:
-        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (out / "logs").mkdir(parents=True, exist_ok=True)
-        callbacks.append(keras.callbacks.BackupAndRestore(str(out / "backup" / f"round-{round_index}")))
-    callbacks += dist.callbacks()
-    if dist.is_chief:
-        callbacks += [
-            keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "last.keras")),
-            keras.callbacks.ModelCheckpoint(
-                str(out / "checkpoints" / "best.keras"), monitor=monitor, save_best_only=True
-            ),
-            keras.callbacks.CSVLogger(str(out / "logs" / f"round-{round_index}.csv"), append=True),
-            keras.callbacks.TensorBoard(
-                str(out / "logs" / "tensorboard"), write_graph=False, profile_batch=0
-            ),
-        ]
-    if cfg.early_stopping_patience:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=monitor, patience=cfg.early_stopping_patience, restore_best_weights=True
-            )
-        )
-    if cfg.target_val_loss is not None and has_val:
-        callbacks.append(StopAtValLoss.make(cfg.target_val_loss))
-    return callbacks
 
 
 def _fit_round(
@@ -250,7 +177,7 @@ def _fit_round(
     if val is None:
         log.warning("no val patches: early stopping and checkpoints watch the training loss")
     epochs = cfg.epochs if round_index == 0 else (cfg.mining.epochs or cfg.epochs)
-    callbacks = _callbacks(cfg, out, round_index, val is not None, dist)
+    callbacks = round_callbacks(cfg, out, round_index, val is not None, dist)
     log.info(
         "round %d: %d impact and %d non-impact train patches (this rank: %d and %d), "
         "global batch %d, %d steps/epoch, up to %d epochs",
@@ -364,14 +291,9 @@ def train_plan(cfg: TrainConfig, data: Path) -> dict[str, Any]:
     positives = patches.select("train", POSITIVE_KINDS)
     negatives = patches.select("train", NEGATIVE_KINDS)
     return {
-        **dist.describe(),
+        **run_setup(cfg, dist),
         "rank": dist.rank,
         "writes_files": dist.is_chief,
-        "precision": cfg.precision,
-        "batch_per_replica": cfg.data.batch_size,
-        "global_batch": cfg.data.batch_size * dist.replicas,
-        "learning_rate": cfg.optimizer.learning_rate * lr_factor(cfg.distribute.lr_scaling, dist.replicas),
-        "lr_scaling": cfg.distribute.lr_scaling,
         "steps_per_epoch": epoch_steps(len(positives), len(negatives), cfg.data, dist.replicas),
         "rank_train_positives": len(dist.shard(positives)),
         "rank_train_negatives": len(dist.shard(negatives)),
@@ -502,13 +424,7 @@ def _finish(
         "version": version,
         "bundle": str(bundle),
         "rounds": state["rounds"],
-        "distribution": {
-            **dist.describe(),
-            "precision": cfg.precision,
-            "global_batch": cfg.data.batch_size * dist.replicas,
-            "learning_rate": cfg.optimizer.learning_rate
-            * lr_factor(cfg.distribute.lr_scaling, dist.replicas),
-        },
+        "distribution": run_setup(cfg, dist),
     }
     (out / "report.json").write_text(json.dumps(json_safe(report), indent=2) + "\n")
     if state["history"].get("loss"):
