@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
@@ -158,14 +159,15 @@ def split_session_token(token: str) -> tuple[str, str] | None:
     return sid, secret
 
 
-class AccountsMixin:
+class AccountsMixin(ABC):
     """Analysts and login sessions; the store provides ``_tx``, ``_clock`` and ``_session_ttl``."""
 
     _clock: Callable[[], datetime]
     _session_ttl: timedelta
 
+    @abstractmethod
     def _tx(self, write: bool) -> AbstractContextManager[Session]:
-        raise NotImplementedError
+        """A session in one transaction, on the writer engine when ``write``."""
 
     def add_analyst(self, name: str, password: str) -> None:
         """Add an analyst with a salted scrypt hash of the password.
