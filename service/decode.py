@@ -1,8 +1,11 @@
 """Decoding uploaded tiles (GeoTIFF, PNG, NumPy ``.npy``) safely.
 
-The format is told by magic bytes, never by name or content type; the declared size is
-checked against the limit before any pixel is decoded, so a header claiming an enormous
-image costs nothing.
+The format is told by magic bytes, never by name or content type. The size checked against
+the limit is the one the decoder will allocate, read from the decoder itself before it
+decodes any pixel (Pillow's parsed size, not the first ``IHDR`` of the bytes, which a file
+may contradict later; GDAL's raster and block sizes; numpy's parsed header), so a header
+claiming an enormous image costs nothing. Only the pixel types the model takes are read:
+anything else (zero-size, object, string, complex types) is refused before its payload.
 """
 
 from __future__ import annotations
@@ -50,6 +53,18 @@ def _check_size(height: int, width: int, max_px: int) -> None:
         )
 
 
+#: Pixel types a tile may have (any byte order): what ``_scale`` maps to [0, 1].
+PIXEL_TYPES = frozenset(np.dtype(t) for t in ("uint8", "uint16", "float16", "float32", "float64"))
+
+
+def _check_pixel_type(dtype: np.dtype[Any]) -> None:
+    if dtype.newbyteorder("=") not in PIXEL_TYPES:
+        raise TileError(
+            422,
+            f"pixel type {dtype.name} ({dtype.str}) is not supported; send uint8, uint16 or float values in [0, 1]",
+        )
+
+
 def _scale(image: np.ndarray) -> float:
     if image.dtype == np.uint8:
         return 255.0
@@ -76,6 +91,9 @@ def _tiff(data: bytes, max_px: int) -> Tile:
             memory.open() as ds,
         ):
             _check_size(ds.height, ds.width, max_px)
+            # GDAL decodes whole blocks: a small raster may declare enormous tiles or strips.
+            for block_h, block_w in ds.block_shapes:
+                _check_size(block_h, block_w, max_px)
             if ds.count != 1:
                 raise TileError(422, f"tile has {ds.count} bands; send a single-band image")
             if ds.dtypes[0] not in ("uint8", "uint16", "float32", "float64"):
@@ -94,9 +112,14 @@ def _png(data: bytes, max_px: int) -> Tile:
     if len(data) < 33 or data[12:16] != b"IHDR":
         raise TileError(400, "the PNG is truncated before its header; upload the whole file")
     width, height = struct.unpack(">II", data[16:24])
-    _check_size(height, width, max_px)
+    _check_size(height, width, max_px)  # cheap first look; Pillow's own parse is checked below
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as img:
+            # The size Pillow will allocate, which a later IHDR (or an animation frame) can
+            # change: checked before any pixel is decoded.
+            _check_size(img.height, img.width, max_px)
+            if getattr(img, "n_frames", 1) != 1:
+                raise TileError(422, "animated PNGs are not accepted; send a single grayscale image")
             if img.mode not in ("L", "I;16", "I;16B", "I"):
                 raise TileError(
                     422, f"PNG mode {img.mode} has several bands or a palette; send a grayscale image"
@@ -105,10 +128,14 @@ def _png(data: bytes, max_px: int) -> Tile:
             image = np.asarray(img)
     except TileError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise TileError(413, f"the PNG declares too many pixels ({exc}); cut it into smaller tiles") from exc
     except Exception as exc:  # Pillow raises many types for broken files
         raise TileError(
             400, f"the PNG cannot be decoded ({exc}); the upload is truncated or corrupt"
         ) from exc
+    if image.shape != (img.height, img.width):
+        raise TileError(400, "the PNG decoded to another size than it declares; the upload is corrupt")
     if image.dtype not in (np.uint8, np.uint16):
         image = image.astype(np.uint16)
     return Tile(image, _scale(image), "png")
@@ -125,12 +152,11 @@ def _npy(data: bytes, max_px: int) -> Tile:
         if read_header is None:
             raise ValueError(f"unsupported .npy version {version}")
         shape, fortran, dtype = read_header(stream)  # the header only: no pixel read yet
-    except ValueError as exc:
+    except Exception as exc:  # numpy's header parser raises many types for broken headers
         raise TileError(
             400, f"the .npy header cannot be read ({exc}); upload a file written by numpy.save"
         ) from exc
-    if dtype.hasobject:
-        raise TileError(422, "object arrays are not accepted; send a numeric array")
+    _check_pixel_type(dtype)  # also refuses object, string and zero-size types
     if len(shape) == 3 and shape[2] == 1:
         shape = shape[:2]
     if len(shape) != 2:
