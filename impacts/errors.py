@@ -65,9 +65,14 @@ class ReviewAuthError(ReviewError, PermissionError):
 
 
 class ReviewDatabaseError(ImpactsError, OSError):
-    """The review database cannot be opened, reached or migrated."""
+    """The review database cannot be opened, reached or migrated.
+
+    The message names the database (for the log); callers of the service read only
+    ``public_message`` and a request id.
+    """
 
     http_status = 503
+    public_message = "the review database is unavailable; retry later"
 
 
 class DetectionImportError(ImpactsError, ValueError):

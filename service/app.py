@@ -10,21 +10,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from pydantic_core import to_json
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from impacts.errors import ImpactsError, ReviewError
+from impacts.errors import ImpactsError, ReviewDatabaseError, ReviewError
 from service.decode import Tile, TileError, decode_tile
+from service.guard import Guard, error_answer
 from service.metrics import Metrics
 from service.predictor import BatchingPredictor, SaturatedError
 from service.review.settings import ReviewSettings
@@ -82,15 +81,23 @@ class State:
         self.cpu_slots = threading.BoundedSemaphore(settings.cpu_slots)
         self.review: Any = None  # service.review.state.ReviewState, set by install_review
 
-    def review_store(self) -> Any:
-        """The review store (``POST /v1/predict?review=true``).
+    def review_state(self) -> Any:
+        """The review state (``service.review.state.ReviewState``) of ``POST /v1/predict?review=true``.
 
         Raises:
             ReviewError: The review is disabled (``IMPACTS_REVIEW_ENABLED=false``).
         """
         if self.review is None or not self.review.settings.enabled:
             raise ReviewError("review is disabled on this service (IMPACTS_REVIEW_ENABLED=false)")
-        return self.review.store()
+        return self.review
+
+    def review_store(self) -> Any:
+        """The review store (``POST /v1/predict?review=true``).
+
+        Raises:
+            ReviewError: The review is disabled (``IMPACTS_REVIEW_ENABLED=false``).
+        """
+        return self.review_state().store()
 
 
 async def _state(request: Request) -> State:  # async: FastAPI would run a sync one in a thread
@@ -136,14 +143,15 @@ def create_app(settings: Settings | None = None, review: ReviewSettings | None =
 
     state.review = install_review(app, review or ReviewSettings())
 
-    app.add_middleware(_Measure, state=state)
+    app.add_middleware(Guard, metrics=state.metrics, body_limit=state.settings.body_limit)
 
     @app.exception_handler(ImpactsError)
     async def impacts_error(request: Request, exc: ImpactsError) -> JSONResponse:
-        if isinstance(exc, SaturatedError | NotReadyError):
-            return JSONResponse({"detail": str(exc)}, 503, headers={"Retry-After": "1"})
-        status = exc.status if isinstance(exc, TileError) else 400
-        return JSONResponse({"detail": str(exc)}, status)
+        if isinstance(exc, SaturatedError | NotReadyError):  # our own words: no internals
+            return error_answer(request, 503, str(exc), {"Retry-After": "1"}, public=str(exc))
+        status = exc.status if isinstance(exc, TileError) else getattr(exc, "http_status", 400)
+        retry = {"Retry-After": "5"} if isinstance(exc, ReviewDatabaseError) else None
+        return error_answer(request, status, str(exc), retry, public=getattr(exc, "public_message", None))
 
     @app.get("/healthz", summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -180,7 +188,10 @@ def create_app(settings: Settings | None = None, review: ReviewSettings | None =
         description="Upload one tile (GeoTIFF, PNG or .npy) as the multipart field `tile`. "
         "`format=json` (default) answers the detections; `png` or `geotiff` (or an Accept header of "
         "image/png or image/tiff) answers the 0/1 impact mask, the GeoTIFF with the input's georeference. "
-        "`review=true` also queues the detections for the analysts' review under the form field `scene`.",
+        "`review=true` also queues the detections for the analysts' review under the form field `scene`; "
+        "it needs an analyst session (cookie and `X-CSRF-Token` header, as the review UI sends) or an API "
+        "token (`Authorization: Bearer TOKEN`, made with `impacts review tokens add NAME`). Predicting "
+        "alone needs no credential.",
         responses={
             200: {
                 "content": {
@@ -189,6 +200,8 @@ def create_app(settings: Settings | None = None, review: ReviewSettings | None =
                 }
             },
             400: {},
+            401: {"description": "review=true without a session or API token"},
+            403: {"description": "review=true with a wrong CSRF token or API token"},
             413: {},
             415: {},
             422: {},
@@ -231,8 +244,15 @@ def create_app(settings: Settings | None = None, review: ReviewSettings | None =
     ) -> Any:
         _require_ready(state)
         s = state.settings
+        principal = None
+        if review:  # who queues is known before a byte of the body is parsed
+            from service.review.routes import queue_writer
+
+            principal = queue_writer(request, state.review_state())
         try:
             form = await request.form(max_files=s.max_parts, max_fields=s.max_parts)
+        except HTTPException:  # the body passed its limit while it arrived (service.guard)
+            raise
         except Exception as exc:  # starlette raises on too many parts or a broken body
             raise TileError(
                 413 if "Too many" in str(exc) else 400, f"multipart body rejected: {exc}"
@@ -256,7 +276,7 @@ def create_app(settings: Settings | None = None, review: ReviewSettings | None =
         # Everything from decoding to the encoded answer runs in a request thread: the event
         # loop only moves bytes, and one request's numpy work never stalls the others.
         body, media_type = await asyncio.get_running_loop().run_in_executor(
-            state.request_threads, _answer, state, data, wanted, scene
+            state.request_threads, _answer, state, data, wanted, scene, principal
         )
         return Response(body, media_type=media_type)
 
@@ -278,44 +298,11 @@ def _threshold(state: State) -> float:
     return threshold
 
 
-class _Measure:
-    """Counts requests by route and status and times them (pure ASGI: no extra task or
-    stream per request, unlike ``@app.middleware``); a declared body over the limit is
-    answered 413 before any of it is read."""
-
-    def __init__(self, app: ASGIApp, state: State) -> None:
-        self.app, self.state = app, state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-        limit = self.state.settings.max_body_bytes
-        length = next((v for k, v in scope["headers"] if k == b"content-length"), b"").decode("latin-1")
-        if length.isdigit() and int(length) > limit:
-            response = JSONResponse({"detail": f"body of {length} bytes exceeds the {limit} byte limit"}, 413)
-            status = 413
-            await response(scope, receive, send)
-        else:
-
-            async def send_status(message: Message) -> None:
-                nonlocal status
-                if message["type"] == "http.response.start":
-                    status = message["status"]
-                await send(message)
-
-            await self.app(scope, receive, send_status)
-        path = getattr(scope.get("route"), "path", "unmatched")
-        metrics = self.state.metrics
-        metrics.requests[(scope["method"], path, status)] += 1
-        metrics.latency.observe(time.perf_counter() - started)
-
-
-def _answer(state: State, data: bytes, wanted: str, scene: str | None) -> tuple[bytes, str]:
+def _answer(
+    state: State, data: bytes, wanted: str, scene: str | None, principal: str | None
+) -> tuple[bytes, str]:
     """Decode an upload, predict it and encode the answer (in a request thread); with a
-    ``scene``, its detections also go into the review queue."""
+    ``scene``, its detections also go into the review queue, recorded as ``principal``'s."""
     with state.cpu_slots:
         tile = decode_tile(data, state.settings.max_tile_px)
         prob = _probabilities(state, tile)  # lets go of the slot while the model runs
@@ -340,7 +327,7 @@ def _answer(state: State, data: bytes, wanted: str, scene: str | None) -> tuple[
     if scene is not None:
         from service.review.intake import queue_tile
 
-        answer["queued_for_review"] = queue_tile(state.review_store(), tile, answer, scene, data)
+        answer["queued_for_review"] = queue_tile(state.review_store(), tile, answer, scene, data, principal)
     if wanted != "json":
         return body, media_type
     # Plain Python values of the right types: serialized as ``PredictResponse`` would be,

@@ -25,11 +25,21 @@ import click
     show_default=True,
     help="uvicorn worker processes (each loads the model).",
 )
-def serve(model_path: Path, host: str, port: int, workers: int) -> None:
+@click.option(
+    "--forwarded-allow-ips",
+    envvar="IMPACTS_FORWARDED_ALLOW_IPS",
+    default="",
+    show_default=True,
+    help="Reverse proxies (comma-separated addresses) whose X-Forwarded-For/-Proto are trusted "
+    "(env IMPACTS_FORWARDED_ALLOW_IPS); empty: none, the client is the TCP peer.",
+)
+def serve(model_path: Path, host: str, port: int, workers: int, forwarded_allow_ips: str) -> None:
     """Serve POST /v1/predict, /healthz, /readyz, /metrics, /v1/model and the review UI at /review.
 
     Settings: IMPACTS_* variables (service/settings.py) and IMPACTS_REVIEW_* (the review
     store, e.g. IMPACTS_REVIEW_DB_URL=sqlite:///review.db; service/review/settings.py).
+    Proxy headers are ignored unless --forwarded-allow-ips names the proxies (uvicorn alone
+    would trust them from 127.0.0.1, so anyone on the host could pick their address).
     """
     import uvicorn
 
@@ -38,9 +48,19 @@ def serve(model_path: Path, host: str, port: int, workers: int) -> None:
     if not (model_path / "model.keras").is_file() and not (model_path / "bundle" / "model.keras").is_file():
         raise BundleError(f"{model_path} is not a model bundle; pass RUN/bundle written by `impacts train`")
     os.environ["IMPACTS_MODEL_PATH"] = str(model_path)
+    os.environ["IMPACTS_FORWARDED_ALLOW_IPS"] = forwarded_allow_ips
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     click.echo(
         f"serving {model_path} on http://{host}:{port} (API docs: http://{host}:{port}/docs, "
         f"review UI: http://{host}:{port}/review)"
     )
-    uvicorn.run("service.app:app_from_env", factory=True, host=host, port=port, workers=workers)
+    proxies = forwarded_allow_ips.strip()
+    uvicorn.run(
+        "service.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
+    )

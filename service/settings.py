@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+PREDICT_PATH = "/v1/predict"
+
 
 class Settings(BaseSettings):
     """How the prediction service runs (e.g. ``IMPACTS_MODEL_PATH=runs/unet/bundle``)."""
@@ -15,7 +17,16 @@ class Settings(BaseSettings):
 
     model_path: Path = Field(Path("runs/unet/bundle"), description="Model bundle folder.")
     max_tile_px: int = Field(4096, ge=16, description="Largest tile side accepted (checked before decoding).")
-    max_body_bytes: int = Field(64 * 2**20, ge=1024, description="Largest request body; larger is 413.")
+    max_body_bytes: int = Field(
+        64 * 2**20,
+        ge=1024,
+        description="Largest body of POST /v1/predict, counted as it arrives; larger is 413.",
+    )
+    max_request_bytes: int = Field(
+        2**20,
+        ge=1024,
+        description="Largest body of every other route (login, review decisions), counted as it arrives.",
+    )
     max_parts: int = Field(4, ge=1, description="Most multipart parts per request.")
     window_px: int = Field(256, ge=16, description="Sliding-window side for tiles.")
     overlap_px: int = Field(32, ge=0, description="Window overlap, blended away.")
@@ -36,3 +47,12 @@ class Settings(BaseSettings):
         "delay the model thread and the event loop.",
     )
     threshold: float | None = Field(None, gt=0, lt=1, description="Detection threshold; None = the bundle's.")
+    forwarded_allow_ips: str = Field(
+        "",
+        description="Addresses of reverse proxies whose X-Forwarded-For/-Proto headers are trusted, "
+        "comma-separated (uvicorn's --forwarded-allow-ips); empty = trust none, the client is the peer.",
+    )
+
+    def body_limit(self, path: str) -> int:
+        """The largest body accepted on ``path``, in bytes."""
+        return self.max_body_bytes if path == PREDICT_PATH else self.max_request_bytes

@@ -43,7 +43,7 @@ def _geojson_files(paths: tuple[Path, ...]) -> list[Path]:
 
 @click.group()
 def review() -> None:
-    """Review detections: import them into the queue, add analysts, export the decisions."""
+    """Review detections: import them into the queue, add analysts and API tokens, export the decisions."""
 
 
 @review.command("import")
@@ -146,3 +146,55 @@ def users_list(db_url: str) -> None:
             click.echo(name)
     finally:
         store.close()
+
+
+@review.group()
+def tokens() -> None:
+    """Manage API tokens: credentials for scripts that queue detections (POST /v1/predict?review=true)."""
+
+
+@tokens.command("add")
+@click.argument("name")
+@_db_option
+def tokens_add(name: str, db_url: str) -> None:
+    """Make API token NAME and print it once (only a hash is stored: keep it safe)."""
+    from service.review.store import ReviewStore
+
+    store = ReviewStore.open(db_url)
+    try:
+        token = store.add_token(name)
+    finally:
+        store.close()
+    click.echo(token)
+    click.echo(
+        f"API token {name!r} made; send it as 'Authorization: Bearer TOKEN'. It is shown only now.", err=True
+    )
+
+
+@tokens.command("list")
+@_db_option
+def tokens_list(db_url: str) -> None:
+    """List API tokens (name and creation time; the tokens themselves are never stored)."""
+    from service.review.store import ReviewStore
+
+    store = ReviewStore.open(db_url)
+    try:
+        for name, created_at in store.tokens():
+            click.echo(f"{name}\t{created_at.isoformat(timespec='seconds')}")
+    finally:
+        store.close()
+
+
+@tokens.command("revoke")
+@click.argument("name")
+@_db_option
+def tokens_revoke(name: str, db_url: str) -> None:
+    """Revoke API token NAME: requests carrying it are refused from now on."""
+    from service.review.store import ReviewStore
+
+    store = ReviewStore.open(db_url)
+    try:
+        store.revoke_token(name)
+    finally:
+        store.close()
+    click.echo(f"revoked API token {name}")

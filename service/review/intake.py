@@ -128,7 +128,14 @@ def tile_review_items(
     return items
 
 
-def queue_tile(store: ReviewStore, tile: Tile, answer: dict[str, Any], scene: str, data: bytes) -> int:
+def queue_tile(
+    store: ReviewStore,
+    tile: Tile,
+    answer: dict[str, Any],
+    scene: str,
+    data: bytes,
+    principal: str | None = None,
+) -> int:
     """Put the detections of a predict answer into the review queue.
 
     Args:
@@ -137,6 +144,7 @@ def queue_tile(store: ReviewStore, tile: Tile, answer: dict[str, Any], scene: st
         answer: The JSON answer of ``POST /v1/predict`` (``model_version``, ``detections``).
         scene: Scene name from the request's form field ``scene``.
         data: The uploaded bytes (their digest keys the detections: a second upload adds nothing).
+        principal: Who queues them (``token:NAME`` or an analyst), recorded in the audit.
 
     Returns:
         How many detections were new to the queue.
@@ -153,4 +161,4 @@ def queue_tile(store: ReviewStore, tile: Tile, answer: dict[str, Any], scene: st
         tile.transform,
         tile.crs,
     )
-    return store.add_detections(items)
+    return store.add_detections(items, analyst=principal)

@@ -3,6 +3,8 @@
 - ``analysts``: name (unique) and salted scrypt password hash.
 - ``review_sessions``: public session id, per-session salt, hashes of the session secret and
   of the CSRF token, expiry. Never a token in clear.
+- ``api_tokens``: named credentials for scripts that queue detections (public id, salt and
+  hash of the secret; never the token in clear).
 - ``detections``: one row per detection (unique ``key``), its scene, inclusive pixel box,
   centroid, score, model version, georeference and the crop window, plus ``status``, kept
   in step with the live decisions inside every write (so queue filters and progress are
@@ -107,6 +109,16 @@ class ReviewSession(Base):
     csrf_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(48), unique=True)
+    salt: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
 
 
 class Detection(Base):

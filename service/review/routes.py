@@ -10,14 +10,18 @@ Security:
 
 - Login (``POST /login``, form ``name`` + ``password``) checks the password in constant time
   (an unknown name costs one scrypt too) and answers 401 to any failure, whichever part was
-  wrong; more than ``login_failures_max`` failures from one address within
-  ``login_window_s`` answer 429. A cross-site login is refused by its Origin (or Referer).
+  wrong; more than ``login_failures_max`` failures from one address, or for one account name,
+  within ``login_window_s`` answer 429. An attempt counts before its password is checked, so
+  parallel guesses are held to the limit too. The address is the TCP peer unless the
+  operator names trusted proxies (``IMPACTS_FORWARDED_ALLOW_IPS``). A cross-site login is
+  refused by its Origin (or Referer).
 - The session lives in the cookie ``impacts_session`` (HttpOnly, SameSite=Strict, Path=/,
   Secure over https or when configured); the store keeps only a salted hash of it.
 - Every POST but ``/login`` needs the header ``X-CSRF-Token`` equal to the session's CSRF
   token, which the page reads from the cookie ``impacts_csrf`` (not HttpOnly, SameSite=Strict).
 - Without a session, pages redirect (303) to ``/login`` and the API answers 401; a wrong or
-  missing CSRF token is 403. The analyst of every action is the session's: a request body
+  missing CSRF token is 403. ``POST /v1/predict?review=true`` (queueing a tile's detections)
+  needs a session with its CSRF header, or an API token (:func:`queue_writer`). The analyst of every action is the session's: a request body
   naming an analyst is refused (422, bodies forbid unknown fields).
 - Scene names from requests must match ``^[A-Za-z0-9_.-]{1,128}$`` (422 otherwise) and are
   only ever compared with stored names, never joined to a path here.
@@ -38,6 +42,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from impacts.errors import ReviewDatabaseError, ReviewError
+from service.guard import error_answer
 from service.review.schemas import (
     SCENE_PATTERN,
     AuditOut,
@@ -109,9 +114,11 @@ class QueueQuery(BaseModel):
 
 
 class ErrorOut(BaseModel):
-    """An error answer: what went wrong and how to fix it."""
+    """An error answer: what went wrong and how to fix it (for a 5xx only a generic text; the
+    request id finds the details in the log)."""
 
     detail: str
+    request_id: str | None = None
 
 
 ERROR_TEXT = {
@@ -119,8 +126,8 @@ ERROR_TEXT = {
     401: "Not logged in, or the session expired",
     403: "CSRF token missing or wrong, or a cross-site login",
     404: "No such detection",
-    429: "Too many failed logins from this address; see Retry-After",
-    503: "The review database is unavailable; retry",
+    429: "Too many failed logins from this address or for this account; see Retry-After",
+    503: "The review database is unavailable; retry (the answer holds a request id for the operators)",
 }
 
 
@@ -167,18 +174,57 @@ def _analyst(request: Request, state: StateDep) -> str:
 AnalystDep = Annotated[str, Depends(_analyst)]
 
 
+def _check_csrf(request: Request, state: ReviewState, csrf: str | None) -> None:
+    token = request.cookies.get(SESSION_COOKIE, "")
+    if not csrf or len(csrf) > 200 or not state.store().check_csrf(token, csrf):
+        raise HTTPException(
+            403,
+            f"CSRF check failed: send the {CSRF_HEADER} header with the value of the {CSRF_COOKIE} cookie",
+        )
+
+
 def _csrf_analyst(
     request: Request,
     analyst: AnalystDep,
     state: StateDep,
     csrf: Annotated[str | None, Header(alias=CSRF_HEADER, max_length=200)] = None,
 ) -> str:
-    token = request.cookies.get(SESSION_COOKIE, "")
-    if not csrf or not state.store().check_csrf(token, csrf):
+    _check_csrf(request, state, csrf)
+    return analyst
+
+
+def queue_writer(request: Request, state: ReviewState) -> str:
+    """Who may add detections to the review queue (``POST /v1/predict?review=true``).
+
+    Either an API token (``Authorization: Bearer TOKEN``, from ``impacts review tokens add``)
+    or an analyst's session with its CSRF header, as for every other write.
+
+    Args:
+        request: The request.
+        state: The app's review state.
+
+    Returns:
+        ``token:NAME`` or the analyst's name, as the audit records it.
+
+    Raises:
+        HTTPException: 401 without a credential, 403 for a wrong token or CSRF header.
+    """
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        name = state.store().token_name(token.strip())
+        if name is None:
+            raise HTTPException(
+                403, "API token unknown or revoked; make one with `impacts review tokens add NAME`"
+            )
+        return f"token:{name}"
+    analyst = _session_analyst(request, state)
+    if analyst is None:
         raise HTTPException(
-            403,
-            f"CSRF check failed: send the {CSRF_HEADER} header with the value of the {CSRF_COOKIE} cookie",
+            401,
+            "queueing for review needs a credential: an API token (Authorization: Bearer TOKEN, from "
+            "`impacts review tokens add NAME`) or an analyst session with its CSRF header",
         )
+    _check_csrf(request, state, request.headers.get(CSRF_HEADER))
     return analyst
 
 
@@ -284,17 +330,21 @@ def build_router(lifespan: Any = None) -> APIRouter:
         if not _same_origin(request):
             raise HTTPException(403, "cross-site login refused: log in from this server's /login page")
         address = request.client.host if request.client else "unknown"
-        wait_s = state.limiter.blocked_for_s(address)
-        if wait_s > 0:
-            retry = str(int(wait_s) + 1)
+        # The attempt counts as a failure from here (for the address and for the account)
+        # and is forgiven only once the password proved right, so parallel guesses cannot
+        # all pass the limit while the slow password checks run.
+        attempt = state.limiter.begin(address, name)
+        if attempt.wait_s > 0:
+            retry = str(int(attempt.wait_s) + 1)
+            log.warning("login of %r from %s throttled for %s s", name, address, retry)
             return _login_failed(
                 request, 429, f"too many failed logins; wait {retry} s", {"Retry-After": retry}
             )
-        store = state.store()
-        if not store.authenticate(name, password):
-            state.limiter.failed(address)
-            log.info("failed review login from %s", address)
+        if not state.authenticate(name, password):
+            log.info("failed review login of %r from %s", name, address)
             return _login_failed(request, 401, LOGIN_FAILED)
+        state.limiter.forgive(attempt)
+        store = state.store()
         old = request.cookies.get(SESSION_COOKIE)
         if old:
             store.close_session(old)  # a login never reuses a session (no fixation)
@@ -430,9 +480,8 @@ def build_router(lifespan: Any = None) -> APIRouter:
 
 async def _review_error(request: Request, exc: Exception) -> JSONResponse:
     status = getattr(exc, "http_status", 400)
-    if status >= 500:
-        log.error("review: %s", exc)
-    return JSONResponse({"detail": str(exc)}, status, headers=API_HEADERS)
+    public = getattr(exc, "public_message", None)
+    return error_answer(request, status, str(exc), API_HEADERS, public=public)
 
 
 def install_review(app: FastAPI, settings: ReviewSettings) -> ReviewState:

@@ -5,12 +5,14 @@
   be raised later without breaking old hashes. Verification compares in constant time
   (``hmac.compare_digest``), and an unknown analyst costs one scrypt too (:data:`DUMMY_HASH`),
   so timing does not tell which names exist.
-- Session and CSRF tokens: 256 random bits each. A session token reads ``<sid>.<secret>``:
+- Session, CSRF and API tokens: 256 random bits each. A session token reads ``<sid>.<secret>``:
   ``sid`` is a public lookup key, the secret is stored only as SHA-256 over a random
   per-session salt plus the secret (a slow hash adds nothing to 256 random bits).
 
-:class:`AccountsMixin` gives :class:`~service.review.store.ReviewStore` its analyst and
-session methods on top of these functions.
+:class:`AccountsMixin` gives :class:`~service.review.store.ReviewStore` its analyst, session
+and API-token methods on top of these functions. An API token (``impacts review tokens add``)
+lets a script queue detections (``POST /v1/predict?review=true``) without an analyst's login;
+it reads like a session token and is stored the same way.
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from impacts.errors import ReviewError, ReviewNotFoundError
-from service.review.models import Analyst, AuditEntry, ReviewSession
+from service.review.models import Analyst, ApiToken, AuditEntry, ReviewSession
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_DKLEN = 2**14, 8, 1, 32
 MIN_PASSWORD_CHARS = 8
 MAX_PASSWORD_CHARS = 1024
 ANALYST_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+TOKEN_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,48}$")
 SESSION_ID_BYTES = 12
 TOKEN_BYTES = 32
 
@@ -267,3 +270,70 @@ class AccountsMixin(ABC):
             found = self._session(s, token)
             if found is not None:
                 s.execute(delete(ReviewSession).where(ReviewSession.id == found[0].id))
+
+    # ----------------------------------------------------------------- API tokens
+    def add_token(self, name: str) -> str:
+        """Make a named API token; only a salted hash of it is stored.
+
+        Args:
+            name: 1-48 letters, digits, ``_ . @ -`` (e.g. the script or pipeline using it).
+
+        Returns:
+            The token, to show once: it cannot be read back.
+
+        Raises:
+            ReviewError: The name is malformed or taken.
+        """
+        if not TOKEN_NAME.fullmatch(name):
+            raise ReviewError(
+                f"token name {name!r} is not allowed; use 1-48 letters, digits, '_', '.', '@' or '-'"
+            )
+        sid, secret, salt = new_session_id(), new_secret(), new_salt()
+        try:
+            with self._tx(write=True) as s:
+                now = self._clock()
+                s.add(
+                    ApiToken(
+                        id=sid, name=name, salt=salt, token_hash=hash_token(salt, secret), created_at=now
+                    )
+                )
+                s.flush()
+                s.add(AuditEntry(at=now, analyst=None, action="token_add", after={"name": name}))
+        except IntegrityError as exc:
+            raise ReviewError(
+                f"API token {name!r} already exists; revoke it first or pick another name"
+            ) from exc
+        return f"{sid}.{secret}"
+
+    def tokens(self) -> list[tuple[str, datetime]]:
+        """Names and creation times of the API tokens, sorted by name."""
+        with self._tx(write=False) as s:
+            return [
+                (n, at)
+                for n, at in s.execute(select(ApiToken.name, ApiToken.created_at).order_by(ApiToken.name))
+            ]
+
+    def revoke_token(self, name: str) -> None:
+        """Delete an API token: requests carrying it are refused from now on.
+
+        Raises:
+            ReviewNotFoundError: No token of that name.
+        """
+        with self._tx(write=True) as s:
+            gone = s.execute(delete(ApiToken).where(ApiToken.name == name)).rowcount  # type: ignore[attr-defined]
+            if not gone:
+                raise ReviewNotFoundError(
+                    f"no API token named {name!r}; list them: impacts review tokens list"
+                )
+            s.add(AuditEntry(at=self._clock(), analyst=None, action="token_revoke", before={"name": name}))
+
+    def token_name(self, token: str) -> str | None:
+        """The name of a live API token; None for unknown, forged or revoked ones."""
+        parts = split_session_token(token)
+        if parts is None:
+            return None
+        with self._tx(write=False) as s:
+            row = s.get(ApiToken, parts[0])
+        if row is None or not token_matches(row.salt, parts[1], row.token_hash):
+            return None
+        return row.name

@@ -31,6 +31,12 @@ class ReviewSettings(BaseSettings):
         description="Data folder holding SCENE.tif; a scene named in a request never resolves outside it.",
     )
     login_failures_max: int = Field(
-        10, ge=1, description="Failed logins per client address within login_window_s before 429."
+        10,
+        ge=1,
+        description="Failed logins per client address, and per account name, within login_window_s "
+        "before 429 (counted in each service process).",
+    )
+    busy_timeout_s: float = Field(
+        30.0, gt=0, description="How long a request waits for a locked SQLite database before 503."
     )
     login_window_s: float = Field(60.0, gt=0, description="Window of the failed-login limit, in seconds.")

@@ -22,12 +22,17 @@ from training.model import build_unet
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str]]:
+    """A client whose requests carry an API token (``Authorization: Bearer``)."""
     root = tmp_path_factory.mktemp("predict-review")
     cfg = TrainConfig(model=ModelConfig(depth=2, base_filters=4))
     export_bundle(root / "bundle", build_unet(cfg.model), cfg, "review-flag", {}, {})
     settings = Settings(model_path=root / "bundle", window_px=WINDOW, overlap_px=OVERLAP, batch_max=BATCH)
     db = f"sqlite:///{root / 'review.db'}"
-    with TestClient(create_app(settings, ReviewSettings(db_url=db))) as client:
+    store = ReviewStore.open(db)
+    token = store.add_token("pipeline")
+    store.close()
+    app = create_app(settings, ReviewSettings(db_url=db))
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as client:
         client.app.state.impacts.predictor.model_fn = _model  # type: ignore[attr-defined]
         yield client, db
 
@@ -67,3 +72,63 @@ def test_without_the_flag_nothing_is_queued_and_bad_scene_names_are_refused(
         assert answer.status_code == 422 and "scene" in answer.json()["detail"]
     missing = client.post("/v1/predict", params={"review": "true"}, files=files)
     assert missing.status_code == 422
+
+
+def test_queueing_needs_a_token_or_an_analyst_session_with_its_csrf_header(
+    served: tuple[TestClient, str],
+) -> None:
+    client, db = served
+    files = {"tile": ("t.tif", _geotiff(np.random.default_rng(4).integers(0, 256, (96, 80), dtype=np.uint8)))}
+    form = {"scene": "TILE_AUTH"}
+    store = ReviewStore.open(db)
+    try:
+        store.add_analyst("ada", "ada-password-1")
+        revoked = store.add_token("old-script")
+        store.revoke_token("old-script")
+
+        def queued() -> int:
+            return store.queue(QueueFilter(status=None, scene="TILE_AUTH", limit=200)).total
+
+        anonymous = TestClient(client.app)
+        nobody = anonymous.post("/v1/predict", params={"review": "true"}, data=form, files=files)
+        assert nobody.status_code == 401 and "token" in nobody.json()["detail"]
+        assert anonymous.post("/v1/predict", files=files).status_code == 200  # predicting stays open
+        for token in (revoked, "not-a-token", ""):
+            refused = anonymous.post(
+                "/v1/predict",
+                params={"review": "true"},
+                data=form,
+                files=files,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert refused.status_code == 403
+        assert queued() == 0
+
+        login = anonymous.post(
+            "/login", data={"name": "ada", "password": "ada-password-1"}, follow_redirects=False
+        )
+        assert login.status_code == 303
+        no_csrf = anonymous.post("/v1/predict", params={"review": "true"}, data=form, files=files)
+        assert no_csrf.status_code == 403 and queued() == 0
+        csrf = {"X-CSRF-Token": anonymous.cookies["impacts_csrf"]}
+        ok = anonymous.post("/v1/predict", params={"review": "true"}, data=form, files=files, headers=csrf)
+        assert ok.status_code == 200 and ok.json()["queued_for_review"] == queued() > 0
+        first = store.queue(QueueFilter(status=None, scene="TILE_AUTH", limit=1)).items[0]
+        assert store.history(first.id)[0].analyst == "ada"
+    finally:
+        store.close()
+
+
+def test_a_tokens_queueing_is_audited_under_its_name(served: tuple[TestClient, str]) -> None:
+    client, db = served
+    files = {"tile": ("t.tif", _geotiff(np.random.default_rng(8).integers(0, 256, (96, 80), dtype=np.uint8)))}
+    body = client.post(
+        "/v1/predict", params={"review": "true"}, data={"scene": "TILE_TOKEN"}, files=files
+    ).json()
+    assert body["queued_for_review"] > 0
+    store = ReviewStore.open(db)
+    try:
+        item = store.queue(QueueFilter(status=None, scene="TILE_TOKEN", limit=1)).items[0]
+        assert store.history(item.id)[0].analyst == "token:pipeline"
+    finally:
+        store.close()
