@@ -17,19 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from impacts.errors import ImpactsError
+from impacts.errors import TileError
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NPY_MAGIC = b"\x93NUMPY"
-
-
-class TileError(ImpactsError, ValueError):
-    """An uploaded tile cannot be used; ``status`` is the HTTP status to answer."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass

@@ -21,6 +21,7 @@ from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from impacts.errors import ServiceUnavailableError
 from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,27 @@ def error_answer(
         log.error("request %s answered %d: %s", rid, status, detail)
         detail = public or GENERIC_5XX.get(status, GENERIC_5XX[500])
     return JSONResponse({"detail": detail, "request_id": rid}, status, headers=headers)
+
+
+async def impacts_error_answer(request: Request, exc: Exception) -> JSONResponse:
+    """The one handler of the project's errors (:mod:`impacts.errors`): each type's
+    ``http_status``; a 5xx shows callers its ``public_message`` (or a generic text) and logs
+    the message; 503s say when to retry.
+
+    Args:
+        request: The request.
+        exc: An :class:`~impacts.errors.ImpactsError`.
+
+    Returns:
+        The JSON answer.
+    """
+    status = getattr(exc, "http_status", 400)
+    headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+    if isinstance(exc, ServiceUnavailableError):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    elif status == 503:
+        headers["Retry-After"] = "5"
+    return error_answer(request, status, str(exc), headers, public=getattr(exc, "public_message", None))
 
 
 class Guard:

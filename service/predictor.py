@@ -27,11 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from impacts.errors import ImpactsError
-
-
-class SaturatedError(ImpactsError, RuntimeError):
-    """Too many windows are waiting; try again later."""
+from impacts.errors import SaturatedError
 
 
 @dataclass

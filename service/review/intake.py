@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from impacts.errors import ReviewError
+from impacts.errors import SceneNameError
 from service.decode import Tile
 from service.review.schemas import SCENE_PATTERN, DetectionIn
 from service.review.store import ReviewStore
@@ -24,12 +24,6 @@ from tiling.windows import Box
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 _SCENE = re.compile(SCENE_PATTERN)
-
-
-class SceneNameError(ReviewError):
-    """A scene name from a request is not a plain name (it could name a path)."""
-
-    http_status = 422
 
 
 def check_scene_name(scene: str | None) -> str:

@@ -15,7 +15,8 @@ from PIL import Image
 from rasterio.io import MemoryFile
 from rasterio.transform import Affine
 
-from service.app import PredictResponse, create_app
+from service.app import create_app
+from service.routes.predict import PredictResponse
 from service.settings import Settings
 from tiling.synth import MARS_EQC
 from training.bundle import export_bundle

@@ -15,8 +15,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from service.review.http import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
 from service.review.intake import SceneNameError, tile_digest, tile_review_items
-from service.review.routes import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, install_review
+from service.review.routes import install_review
 from service.review.schemas import DetectionIn
 from service.review.settings import ReviewSettings
 from service.review.store import ReviewStore
