@@ -7,10 +7,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
+from service.review.http import CSRF_HEADER
 from service.review.schemas import DetectionIn
 from service.review.store import ReviewStore
 from tests.unit.service.review.dbs import BACKENDS, fresh_database
+from tests.unit.service.review.webapp import (
+    ADA,
+    ADA_PASSWORD,
+    BOB,
+    BOB_PASSWORD,
+    DETECTIONS,
+    _app,
+    _detection,
+    _login,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -80,3 +92,28 @@ def make_detection(k: int, scene: str = "S1", score: float = 0.5, model_version:
 @pytest.fixture
 def detections() -> Callable[..., DetectionIn]:
     return make_detection
+
+
+# ---------------------------------------------------------------------- the review over HTTP
+@pytest.fixture
+def review_url(tmp_path: Path) -> Iterator[str]:
+    """A SQLite review store with analysts ada and bob and four detections in two scenes."""
+    url = f"sqlite:///{tmp_path / 'review.db'}"
+    store = ReviewStore.open(url)
+    store.add_analyst(ADA, ADA_PASSWORD)
+    store.add_analyst(BOB, BOB_PASSWORD)
+    assert store.add_detections([_detection(k, scene, score, mv) for scene, k, score, mv in DETECTIONS]) == 4
+    store.close()
+    yield url
+
+
+@pytest.fixture
+def client(review_url: str) -> Iterator[TestClient]:
+    with TestClient(_app(review_url)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def ada(client: TestClient) -> tuple[TestClient, dict[str, str]]:
+    """The client logged in as ada, and the CSRF header to send with POSTs."""
+    return client, {CSRF_HEADER: _login(client)}

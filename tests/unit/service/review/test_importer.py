@@ -237,3 +237,121 @@ def test_missing_scene_or_box_outside_it(scenes_dir: Path, tmp_path: Path, sqlit
     with pytest.raises(DetectionImportError, match="pass the scenes predict ran on"):
         import_detections(sqlite_store, far, scenes_dir)
     assert sqlite_store.queue(QueueFilter()).total == 0
+
+
+RED, YELLOW = importer.OUTLINE_RGB, importer.CLIPPED_RGB
+BIG = (3000, 2000)  # a scene's rows and columns
+
+
+def _has(view: np.ndarray, rgb: tuple[int, int, int]) -> bool:
+    return bool(np.all(view == np.array(rgb, np.uint8), axis=-1).any())
+
+
+@pytest.mark.parametrize(
+    ("box", "clipped"),
+    [
+        (Box(5, 2990, 3, 1995), True),  # a weak model's detection covering most of the scene
+        (Box(0, 2999, 1000, 1000), True),  # taller than the view and one pixel wide
+        (Box(0, 0, 0, 0), False),  # one pixel in the top-left corner
+        (Box(2990, 2999, 1990, 1999), False),  # touching the bottom and right edges
+        (Box(1500, 1500, 0, 1999), True),  # one pixel high, from the left edge to the right
+    ],
+)
+def test_every_box_gets_its_views_and_a_box_larger_than_the_view_is_clipped(box: Box, clipped: bool) -> None:
+    scene = np.random.default_rng(1).integers(60, 200, size=BIG, dtype=np.uint8)
+
+    def read(row: int, col: int, height: int, width: int) -> np.ndarray:
+        assert row >= 0 and col >= 0 and row + height <= BIG[0] and col + width <= BIG[1]
+        return scene[row : row + height, col : col + width]
+
+    crop, mask, context, window = render_views(read, *BIG, box, 128, 512)
+    row0, col0, height, width = window
+    assert (height, width) == (128, 128)
+    np.testing.assert_array_equal(_png(crop), scene[row0 : row0 + 128, col0 : col0 + 128])
+    assert (_png(mask) == 255).any(), "the part of the box inside the crop is outlined"
+    view = _png(context)
+    assert view.shape == (256, 256, 3)
+    assert _has(view, RED) or _has(view, YELLOW), "the box is outlined on the context view"
+    assert _has(view, YELLOW) == clipped, "sides the view cuts are yellow, and only those"
+    assert importer.fits_window(box, centred_window(box, 512, *BIG)) == (not clipped)
+
+
+def _big_scene(folder: Path, name: str = "B01_000001_1800_XN_00N001W") -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(2).integers(1, 255, size=BIG, dtype=np.uint8)
+    profile = {"driver": "GTiff", "height": BIG[0], "width": BIG[1], "count": 1, "dtype": "uint8"}
+    with rasterio.open(
+        folder / f"{name}.tif", "w", **profile, transform=rasterio.transform.Affine(6, 0, 0, 0, -6, 0)
+    ) as ds:
+        ds.write(pixels, 1)
+    return name
+
+
+def _features(path: Path, scene: str, boxes: list[Box]) -> Path:
+    features = []
+    for k, b in enumerate(boxes):
+        props = {
+            "id": f"{scene}-{k:05d}",
+            "scene": scene,
+            "row_min": b.row_min,
+            "col_min": b.col_min,
+            "row_max": b.row_max,
+            "col_max": b.col_max,
+            "centroid_row": (b.row_min + b.row_max) / 2,
+            "centroid_col": (b.col_min + b.col_max) / 2,
+            "centroid_x": 0.0,
+            "centroid_y": 0.0,
+            "area_px": b.height * b.width,
+            "score": 0.9,
+            "model_version": "weak",
+        }
+        features.append({"type": "Feature", "id": props["id"], "properties": props})
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    return path
+
+
+BOXES = [
+    Box(5, 2990, 3, 1995),
+    Box(0, 2999, 0, 1999),
+    Box(0, 0, 0, 0),
+    Box(2990, 2999, 1990, 1999),
+    Box(100, 120, 200, 215),
+]
+
+
+def test_a_box_larger_than_its_view_is_imported_clipped_with_the_others(
+    tmp_path: Path, sqlite_store: ReviewStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    scene = _big_scene(tmp_path / "scenes")
+    path = _features(tmp_path / "d.geojson", scene, BOXES)
+    caplog.set_level("WARNING", logger=importer.__name__)
+    summary = import_detections(sqlite_store, path, tmp_path / "scenes")
+    assert (summary.added, summary.clipped, summary.skipped) == (5, 2, 0)
+    clipped_lines = [r.getMessage() for r in caplog.records if "shown clipped" in r.getMessage()]
+    assert len(clipped_lines) == 2 and f"{scene}-00000" in clipped_lines[0] and "512 px" in clipped_lines[0]
+    page = sqlite_store.queue(QueueFilter(limit=10))
+    assert page.total == 5
+    for d in page.items:
+        assert _png(sqlite_store.crop_png(d.id, "context")).shape == (256, 256, 3)
+
+
+def test_a_detection_whose_views_fail_is_reported_and_the_others_imported(
+    tmp_path: Path,
+    sqlite_store: ReviewStore,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scene = _big_scene(tmp_path / "scenes")
+    path = _features(tmp_path / "d.geojson", scene, BOXES)
+    real = importer.render_views
+
+    def flaky(read: Any, height: int, width: int, box: Box, *args: Any) -> Any:
+        if box == BOXES[3]:
+            raise importer.ImpactsError("window cannot be decoded")
+        return real(read, height, width, box, *args)
+
+    monkeypatch.setattr(importer, "render_views", flaky)
+    summary = import_detections(sqlite_store, path, tmp_path / "scenes")
+    assert (summary.added, summary.skipped, summary.existing) == (4, 1, 0)
+    assert f"{scene}-00003" in caplog.text and "skipped" in caplog.text
+    assert sqlite_store.queue(QueueFilter(limit=10)).total == 4
