@@ -10,7 +10,7 @@ DEMO_USER := demo
 DEMO_PASSWORD := mars-demo-review
 PIP_FLAGS ?= --disable-pip-version-check
 
-.PHONY: install dev horovod postgres browser demo test lint typecheck pytest bench clean
+.PHONY: install dev horovod postgres browser image demo test lint typecheck pytest bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ browser: dev
 ## cluster in /var/cache/mars-impacts/pg or ~/.cache/mars-impacts/pg); prints its URL
 postgres:
 	@.ci/postgres.sh
+
+## image: the service image localhost/mars-impacts:latest with podman (apt-installed when absent) or
+## docker; from a local Debian base (debootstrap) when no registry answers (about 4 min once, then
+## seconds); where no container can run it says why and tests/e2e/test_container.py skips
+image:
+	.ci/image.sh
 
 ## demo: synthetic scenes -> patches -> U-Net with one mining round -> evaluation -> predictions
 ## -> review queue; ends serving the model and the review UI (about 10 min on 2 cores)
@@ -73,7 +79,7 @@ lint: dev
 typecheck: dev
 	$(BIN)/mypy
 
-pytest: dev horovod postgres browser
+pytest: dev horovod postgres browser image
 	@# The test PostgreSQL (loopback only) is started for the run and stopped after it.
 	url=$$(.ci/postgres.sh) && rc=0 && IMPACTS_TEST_POSTGRES_URL=$$url IMPACTS_REQUIRE_POSTGRES=1 \
 	  IMPACTS_REQUIRE_HOROVOD=1 IMPACTS_REQUIRE_BROWSER=1 $(BIN)/pytest -q || rc=$$?; \
