@@ -93,6 +93,7 @@ bench: install horovod
 	$(BIN)/python benchmarks/quality.py
 	$(BIN)/python benchmarks/predict_scene.py
 	$(BIN)/python benchmarks/service.py
+	$(BIN)/python benchmarks/hostile.py
 	$(BIN)/python benchmarks/scaling.py
 
 clean:
