@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -12,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from impacts import __version__
+from impacts.atomic import write_json_atomic
 
 
 def git_revision(start: Path | None = None) -> str:
@@ -65,8 +65,4 @@ def run_record(config: BaseModel, seed: int, command: str) -> dict[str, Any]:
 def write_run_record(out_dir: Path, config: BaseModel, seed: int, command: str) -> Path:
     """Write ``run.json`` (see :func:`run_record`) into ``out_dir`` and return its path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "run.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(run_record(config, seed, command), indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_json_atomic(out_dir / "run.json", run_record(config, seed, command))

@@ -21,6 +21,7 @@ from rasterio.errors import RasterioError
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
+from impacts.atomic import atomic_path
 from impacts.errors import (
     CorruptRasterError,
     GridMismatchError,
@@ -253,13 +254,16 @@ def geotiff_profile(
 def open_geotiff_writer(path: Path, profile: dict[str, Any]) -> Iterator[Any]:
     """Open a GeoTIFF for window-by-window writing under the bounded GDAL cache.
 
-    The file is written as ``path.partial`` and renamed on success, so an interrupted
-    write never leaves a file that looks complete.
+    The file is written as ``path.partial``, fsynced and renamed on success
+    (:func:`impacts.atomic.atomic_path`), so an interrupted write never leaves a file that
+    looks complete; a killed run's ``.partial`` is overwritten by the next one.
     """
-    partial = path.with_name(path.name + ".partial")
-    with gdal_env(), rasterio.open(partial, "w", **profile) as dst:
+    with (
+        atomic_path(path, unique=False) as partial,
+        gdal_env(),
+        rasterio.open(partial, "w", **profile) as dst,
+    ):
         yield dst
-    partial.replace(path)
 
 
 def write_window(ds: Any, array: np.ndarray, row: int, col: int) -> None:

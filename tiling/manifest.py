@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
+from impacts.atomic import atomic_path
 from impacts.errors import PatchSetError
 
 Kind = Literal["positive", "negative", "pool", "mined", "reviewed"]
@@ -57,13 +58,11 @@ def _format(record: PatchRecord) -> list[str]:
 
 
 def write_manifest(path: Path, records: list[PatchRecord]) -> None:
-    """Write the manifest atomically (a temporary file renamed into place)."""
-    tmp = path.with_name(path.name + ".partial")
-    with tmp.open("w", newline="") as fh:
+    """Write the manifest atomically (:func:`impacts.atomic.atomic_path`)."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(COLUMNS)
         writer.writerows(_format(r) for r in records)
-    tmp.replace(path)
 
 
 def _parse(name: str, text: str) -> object:

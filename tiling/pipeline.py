@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from impacts.atomic import atomic_path, fsync_path, fsync_tree, read_marker, write_json_atomic
 from impacts.errors import ImpactsError, MaskMissingError, PatchSetError, SceneError
 from impacts.provenance import write_run_record
 from tiling.config import TileConfig
@@ -67,11 +68,11 @@ def _part_dir(out: Path, scene: str) -> Path:
 
 
 def _completed(out: Path, scene: str, expected: str | None) -> dict[str, Any] | None:
-    """The part's metadata if the scene is complete (and matches ``expected``, if given)."""
-    meta_path = _part_dir(out, scene) / PART_META
-    if not meta_path.is_file():
+    """The part's metadata if the scene is complete (and matches ``expected``, if given);
+    an unreadable ``part.json`` counts as not complete (logged), so the scene is tiled again."""
+    meta = read_marker(_part_dir(out, scene) / PART_META)
+    if meta is None or not isinstance(meta.get("counts"), dict):
         return None
-    meta: dict[str, Any] = json.loads(meta_path.read_text())
     return meta if expected is None or meta.get("fingerprint") == expected else None
 
 
@@ -159,8 +160,10 @@ def tile_scene(files: SceneFiles, split: str, cfg: TileConfig, out: Path, thread
             indent=2,
         )
     )
+    fsync_tree(partial)  # the rename below is what marks the scene complete
     shutil.rmtree(part, ignore_errors=True)
     partial.rename(part)
+    fsync_path(part.parent)
     return SceneOutcome(files.name, "done", split, "", counts)
 
 
@@ -178,8 +181,7 @@ def merge_parts(out: Path, scenes: list[str]) -> int:
         raise PatchSetError(f"no scene of {out} is tiled; run `impacts tile` first and read its summary")
     header = ",".join(COLUMNS) + "\n"
     count = 0
-    partial = out / (MANIFEST_NAME + ".partial")
-    with partial.open("w", newline="") as merged:
+    with atomic_path(out / MANIFEST_NAME) as partial, partial.open("w", newline="") as merged:
         merged.write(header)
         for scene in done:
             path = _part_dir(out, scene) / MANIFEST_NAME
@@ -191,7 +193,6 @@ def merge_parts(out: Path, scenes: list[str]) -> int:
                 for line in part:
                     merged.write(line)
                     count += 1
-    partial.replace(out / MANIFEST_NAME)
     return count
 
 
@@ -246,7 +247,7 @@ def tile_folder(
     if array_index is None and any(o.status in ("done", "resumed") for o in outcomes.values()):
         merge_parts(out, [s.name for s in scenes])
     ordered = [outcomes[s.name] for s in todo]
-    (out / "summary.json").write_text(json.dumps([o.__dict__ for o in ordered], indent=2) + "\n")
+    write_json_atomic(out / "summary.json", [o.__dict__ for o in ordered])
     return ordered
 
 

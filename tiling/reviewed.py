@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from impacts.atomic import atomic_path, write_json_atomic
 from impacts.errors import PatchSetError
 from tiling.io import (
     MASK_SUFFIX,
@@ -359,9 +360,8 @@ def _write_shard(root: Path, cuts: list[_Cut], patch_px: int) -> list[PatchRecor
     ids = [patch_id_for(c.item.detection_id) for c in cuts]
     shard = f"{REVIEWED_DIR}/{KIND}-{hashlib.sha256(chr(10).join(ids).encode()).hexdigest()[:16]}.tfrecord"
     (root / REVIEWED_DIR).mkdir(exist_ok=True)
-    partial = root / f"{shard}.partial"
     records = []
-    with TFRecordWriter(partial) as writer:
+    with atomic_path(root / shard) as partial, TFRecordWriter(partial) as writer:
         for c, pid in zip(cuts, ids, strict=True):
             offset = writer.write(encode_patch(pid, c.image, c.mask))
             records.append(
@@ -384,7 +384,6 @@ def _write_shard(root: Path, cuts: list[_Cut], patch_px: int) -> list[PatchRecor
             )
             if c.mask.any():
                 log.warning("detection %s: its patch holds mapped impact pixels (kept as the mask says)", pid)
-    partial.replace(root / shard)
     return records
 
 
@@ -446,6 +445,4 @@ def _write_summary(patches_dir: Path, csv_path: Path, summary: ReviewedSummary) 
     runs.append(
         {"file": str(csv_path), "at": datetime.now(UTC).isoformat(timespec="seconds"), **asdict(summary)}
     )
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(runs, indent=2) + "\n")
-    partial.replace(path)
+    write_json_atomic(path, runs)

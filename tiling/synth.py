@@ -19,6 +19,7 @@ import numpy as np
 from rasterio.crs import CRS
 from rasterio.transform import Affine
 
+from impacts.atomic import atomic_path
 from tiling.config import SynthConfig
 from tiling.io import geotiff_profile, open_geotiff_writer, write_window
 from tiling.synth_objects import PlantedObject, make_footprint, plant_objects
@@ -84,8 +85,7 @@ def scene_spec(cfg: SynthConfig, index: int) -> tuple[CtxName, SceneSpec]:
 
 def write_objects(path: Path, objects: tuple[PlantedObject, ...], transform: Affine) -> None:
     """Write the object list as CSV: id, kind, centre (px and map metres), radius in px."""
-    tmp = path.with_name(path.name + ".partial")
-    with tmp.open("w", newline="") as fh:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(OBJECT_COLUMNS)
         for obj in objects:
@@ -101,7 +101,6 @@ def write_objects(path: Path, objects: tuple[PlantedObject, ...], transform: Aff
                     f"{y:.2f}",
                 ]
             )
-    tmp.replace(path)
 
 
 @dataclass(frozen=True)
@@ -185,7 +184,7 @@ def synth_scenes(
         )
         if progress:
             progress(1)
-    with (out_dir / "data.csv").open("w", newline="") as fh:
+    with atomic_path(out_dir / "data.csv") as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["file_name", "height", "width"])
         writer.writerows([s.file_name, s.height, s.width] for s in summaries)

@@ -4,7 +4,6 @@ a precision-recall curve and prediction grids (``impacts evaluate``)."""
 from __future__ import annotations
 
 import heapq
-import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from impacts.atomic import write_json_atomic
 from impacts.errors import PatchSetError
 from tiling.manifest import PatchRecord
 from training.config import EvalConfig
@@ -148,7 +148,7 @@ def _write(
     cfg: EvalConfig,
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2) + "\n")
+    write_json_atomic(out / "metrics.json", json_safe(metrics))
     plot_pr_curve(
         metrics["pr_curve"],
         out / "pr_curve.png",

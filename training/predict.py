@@ -2,9 +2,11 @@
 
 For each scene ``NAME.tif``: ``DIR/NAME_prob.tif`` (uint8, probability x 255, tiled and
 compressed, on the scene's grid and CRS), ``DIR/NAME_detections.geojson`` (scene CRS) and
-``DIR/NAME_detections.csv``. Each file appears under its final name only when complete and
-``DIR/NAME_predict.json`` marks a finished scene, so a re-run skips finished scenes (same
-model and settings). A bad scene is reported and the others go on.
+``DIR/NAME_detections.csv``. Each file appears under its final name only when complete
+(written under a temporary name, fsynced and renamed: :mod:`impacts.atomic`), and
+``DIR/NAME_predict.json``, written last the same way, marks a finished scene: a re-run skips
+finished scenes (same model and settings) and predicts again a scene whose marker is
+missing, stale or unreadable (a killed run). A bad scene is reported and the others go on.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from pydantic import Field
 from tqdm import tqdm
 
+from impacts.atomic import atomic_path, read_marker, write_json_atomic
 from impacts.config import StrictModel
 from impacts.errors import ImpactsError, SceneError, SceneNotFoundError
 from tiling.components import Impact
@@ -147,15 +150,11 @@ def write_detections(paths: dict[str, Path], records: list[dict[str, Any]], scen
         "crs": {"type": "name", "properties": {"name": crs.to_wkt() if crs else None}},
         "features": features,
     }
-    tmp = paths["geojson"].with_name(paths["geojson"].name + ".partial")
-    tmp.write_text(json.dumps(collection, indent=1) + "\n")
-    tmp.replace(paths["geojson"])
-    tmp = paths["csv"].with_name(paths["csv"].name + ".partial")
-    with tmp.open("w", newline="") as fh:
+    write_json_atomic(paths["geojson"], collection, indent=1)
+    with atomic_path(paths["csv"]) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, CSV_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(records)
-    tmp.replace(paths["csv"])
 
 
 def predict_one(
@@ -169,11 +168,13 @@ def predict_one(
             [version, cfg.model_dump(mode="json"), threshold, min_area_px, stat.st_size, stat.st_mtime_ns]
         ).encode()
     ).hexdigest()[:16]
-    if (
-        paths["marker"].is_file()
-        and json.loads(paths["marker"].read_text()).get("fingerprint") == fingerprint
-    ):
-        return PredictOutcome(image.stem, "resumed", "already predicted")
+    marker = read_marker(paths["marker"])  # unreadable (a killed write) = not finished
+    outputs_there = all(p.is_file() for k, p in paths.items() if k != "marker")
+    if marker is not None and marker.get("fingerprint") == fingerprint and outputs_there:
+        count = marker.get("detections")
+        return PredictOutcome(
+            image.stem, "resumed", "already predicted", count if isinstance(count, int) else 0
+        )
     paths["marker"].unlink(missing_ok=True)
     with open_image(image) as (ds, info):
         if min(info.height, info.width) < cfg.window_px:
@@ -204,18 +205,15 @@ def predict_one(
             )
         records = detection_records(result.detections, image.stem, info.transform, version)
         write_detections(paths, records, image.stem, info.crs)
-    paths["marker"].write_text(
-        json.dumps(
-            {
-                "fingerprint": fingerprint,
-                "model_version": version,
-                "detections": len(records),
-                "windows": result.windows,
-                "skipped_nodata_windows": result.skipped_windows,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_json_atomic(
+        paths["marker"],
+        {
+            "fingerprint": fingerprint,
+            "model_version": version,
+            "detections": len(records),
+            "windows": result.windows,
+            "skipped_nodata_windows": result.skipped_windows,
+        },
     )
     return PredictOutcome(
         image.stem, "done", "", len(records), [str(p) for k, p in paths.items() if k != "marker"]

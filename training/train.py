@@ -16,14 +16,19 @@ Run folder::
     RUN/checkpoints/        last.keras and best.keras, written every epoch
     RUN/logs/round-R.csv, RUN/logs/tensorboard/
     RUN/loss_curve.png, RUN/rounds.png
-    RUN/bundle/             model bundle (training.load_bundle)
+    RUN/bundle              model bundle (training.load_bundle): a link to a complete
+    RUN/bundle.versions/    version folder, swapped in one step (training.bundle)
     RUN/report.json         one entry per round: mined patches, val and test metrics
+
+Without a val split (fewer than 3 scenes tiled, no ``split.val_scenes``) the run goes on:
+early stopping and ``best.keras`` watch the training loss (``monitor`` in each round's
+entry says which), the log says so, and rounds without val or test have no metrics.
+State, report and manifest are replaced atomically (:mod:`impacts.atomic`).
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import shutil
@@ -33,7 +38,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from impacts.errors import PatchSetError
+from impacts.atomic import atomic_path, read_marker, write_json_atomic
+from impacts.errors import PatchSetError, RunFolderError
 from impacts.provenance import write_run_record
 from tiling.manifest import MANIFEST_NAME, write_manifest
 from training.bundle import export_bundle
@@ -57,6 +63,8 @@ log = logging.getLogger(__name__)
 
 #: Ranks shuffle and augment with seeds this far apart.
 RANK_SEED_STRIDE = 7919
+#: How Keras's CSVLogger writes a value an epoch does not have (``val_*`` without val data).
+MISSING_CELLS = ("", "NA")
 
 
 def build_compiled_model(cfg: TrainConfig, steps_per_epoch: int, dist: Distribution | None = None) -> Any:
@@ -175,7 +183,14 @@ def _fit_round(
         val_records = []
     val = eval_dataset(patches, val_records, eval_batch, whole_batches=mirrored) if val_records else None
     if val is None:
-        log.warning("no val patches: early stopping and checkpoints watch the training loss")
+        log.warning(
+            "round %d: no val patches, so early stopping and checkpoints/best.keras watch the training "
+            "loss; for a val split, tile 3 or more scenes (split.val_fraction > 0) or name some in "
+            "split.val_scenes",
+            round_index,
+        )
+        if cfg.target_val_loss is not None:
+            log.warning("target_val_loss %g is ignored: there is no val split", cfg.target_val_loss)
     epochs = cfg.epochs if round_index == 0 else (cfg.mining.epochs or cfg.epochs)
     callbacks = round_callbacks(cfg, out, round_index, val is not None, dist)
     log.info(
@@ -220,6 +235,7 @@ def _fit_round(
         "epoch_seconds": [round(t, 3) for t in timer.seconds],
         "epoch_train_seconds": [round(t, 3) for t in timer.train_seconds],
         "target_reached": getattr(stop, "reached", None),
+        "monitor": "val_loss" if val is not None else "loss",
     }
     return logged, info
 
@@ -230,26 +246,45 @@ def _floats(history: dict[str, list[Any]]) -> dict[str, list[float]]:
 
 def _logged_history(path: Path) -> dict[str, list[float]]:
     """The round's history from its CSV log, which survives a kill (``History`` only holds
-    the epochs since the last start); a repeated epoch keeps its last line."""
+    the epochs since the last start); a repeated epoch keeps its last line.
+
+    Keras's ``CSVLogger`` writes ``val_*`` columns even without validation data, filled with
+    ``NA``: such a column is left out, and a single missing value becomes NaN."""
     if not path.is_file():
         return {}
     with path.open(newline="") as fh:
         rows = {int(row["epoch"]): row for row in csv.DictReader(fh)}
     keys = [k for k in next(iter(rows.values()), {}) if k != "epoch"]
-    return {k: [float(rows[e][k]) for e in sorted(rows)] for k in keys}
+    history: dict[str, list[float]] = {}
+    for key in keys:
+        cells = [(rows[e].get(key) or "").strip() for e in sorted(rows)]
+        if all(c in MISSING_CELLS for c in cells):
+            continue
+        history[key] = [math.nan if c in MISSING_CELLS else float(c) for c in cells]
+    return history
 
 
 def _load_state(out: Path) -> dict[str, Any]:
+    """The finished rounds of a resumed run (none when ``state.json`` does not exist yet).
+
+    Raises:
+        RunFolderError: ``state.json`` exists but cannot be read (its rounds and the run's
+            manifest would disagree, so the run cannot go on).
+    """
     path = out / "state.json"
-    return (
-        json.loads(path.read_text()) if path.is_file() else {"rounds": [], "history": {}, "round_starts": []}
-    )
+    if not path.exists():
+        return {"rounds": [], "history": {}, "round_starts": []}
+    state = read_marker(path)
+    if state is None or not isinstance(state.get("rounds"), list):
+        raise RunFolderError(
+            f"{path} cannot be read, so the run cannot be resumed; train into a new --out folder "
+            f"(or delete {out} to start this one over)"
+        )
+    return state
 
 
 def _save_state(out: Path, state: dict[str, Any]) -> None:
-    tmp = out / "state.json.partial"
-    tmp.write_text(json.dumps(state, indent=1) + "\n")
-    tmp.replace(out / "state.json")
+    write_json_atomic(out / "state.json", state, indent=1)
 
 
 def train_run(
@@ -273,6 +308,7 @@ def train_run(
 
     Raises:
         PatchSetError: The patch set is missing, or has no train impacts or negatives.
+        RunFolderError: ``out`` holds a ``state.json`` that cannot be read.
     """
     dist = setup_distribution(cfg.distribute)
     with chief_only_logging(dist):
@@ -314,7 +350,8 @@ def _prepare_run(
                 raise PatchSetError(
                     f"{data / MANIFEST_NAME} not found; build the patch set with `impacts tile --out {data}`"
                 )
-            shutil.copyfile(data / MANIFEST_NAME, manifest)
+            with atomic_path(manifest) as tmp:  # a copy cut short by a kill must not look complete
+                shutil.copyfile(data / MANIFEST_NAME, tmp)
         patches = PatchSet.load(data, manifest)
         state = _load_state(out)
         state["run_name"] = out.resolve().name
@@ -426,12 +463,13 @@ def _finish(
         "rounds": state["rounds"],
         "distribution": run_setup(cfg, dist),
     }
-    (out / "report.json").write_text(json.dumps(json_safe(report), indent=2) + "\n")
+    write_json_atomic(out / "report.json", json_safe(report))
     if state["history"].get("loss"):
+        no_val = not any(v for k, v in state["history"].items() if k.startswith("val_"))
         plot_loss_curves(
             state["history"],
             out / "loss_curve.png",
-            title=f"Training {out.name}",
+            title=f"Training {out.name}" + (" (no val split: training loss watched)" if no_val else ""),
             round_starts=state["round_starts"],
         )
     if any("val" in r or "test" in r for r in state["rounds"]):

@@ -1,6 +1,6 @@
 """Export reviews: accepted impacts (GeoJSON in the scene CRS, CSV) and hard negatives.
 
-``export_reviews(store, DIR)`` writes, each atomically (``.partial`` then rename):
+``export_reviews(store, DIR)`` writes, each atomically (:mod:`impacts.atomic`):
 
 - ``accepted.geojson``: a FeatureCollection like ``impacts predict`` writes (box polygons in
   map coordinates, ``crs`` named by WKT), one feature per accepted detection, with the
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from impacts.atomic import write_text_atomic
 from service.review.schemas import DecisionOut, DetectionOut
 from service.review.store import ReviewStore
 from tiling.reviewed import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
@@ -165,13 +166,6 @@ def render(store: ReviewStore, what: Literal["accepted", "rejected"], fmt: Liter
     return _csv(HARD_NEGATIVE_COLUMNS, (r for r, _ in rejected))
 
 
-def _write(path: Path, text: str) -> Path:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    partial.replace(path)
-    return path
-
-
 def export_reviews(store: ReviewStore, out_dir: Path) -> ExportSummary:
     """Write ``accepted.geojson``, ``accepted.csv`` and ``hard_negatives.csv`` to ``out_dir``.
 
@@ -195,9 +189,11 @@ def export_reviews(store: ReviewStore, out_dir: Path) -> ExportSummary:
     rejected = [detection_record(d, decision) for d, decision in store.rejected()]
     summary.accepted, summary.rejected = len(accepted), len(rejected)
     summary.files = [
-        _write(out_dir / FILES["accepted", "geojson"], _geojson("accepted", accepted)),
-        _write(out_dir / FILES["accepted", "csv"], _csv(ACCEPTED_COLUMNS, (r for r, _ in accepted))),
-        _write(out_dir / FILES["rejected", "csv"], _csv(HARD_NEGATIVE_COLUMNS, rejected)),
+        write_text_atomic(out_dir / FILES["accepted", "geojson"], _geojson("accepted", accepted)),
+        write_text_atomic(
+            out_dir / FILES["accepted", "csv"], _csv(ACCEPTED_COLUMNS, (r for r, _ in accepted))
+        ),
+        write_text_atomic(out_dir / FILES["rejected", "csv"], _csv(HARD_NEGATIVE_COLUMNS, rejected)),
     ]
     log.info(
         "exported %d accepted and %d rejected detections to %s; left out: %d in conflict, %d unsure, %d pending",

@@ -126,3 +126,22 @@ def test_a_folder_is_resumable_and_a_bad_scene_does_not_stop_the_others(
     code, output = _predict(bundle, scenes, tmp_path / "out")
     assert output.count("resumed") == 5
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*_prob.tif")} == first
+
+
+def test_a_truncated_marker_means_the_scene_is_predicted_again(
+    bundle: Path, scenes_dir: Path, tmp_path: Path
+) -> None:
+    scene = sorted(p for p in scenes_dir.glob("*.tif") if not p.stem.endswith("_mask"))[0]
+    code, output = _predict(bundle, scene, tmp_path)
+    assert code == 0, output
+    marker = tmp_path / f"{scene.stem}_predict.json"
+    detections = (tmp_path / f"{scene.stem}_detections.geojson").read_text()
+    marker.write_text(marker.read_text()[:20])  # cut short, as by a kill in the old in-place write
+    code, output = _predict(bundle, scene, tmp_path)
+    assert code == 0 and "Traceback" not in output, output
+    assert "done" in output and "resumed" not in output, "the scene is predicted again"
+    assert json.loads(marker.read_text())["model_version"] == "untrained-test"
+    assert (tmp_path / f"{scene.stem}_detections.geojson").read_text() == detections
+    code, output = _predict(bundle, scene, tmp_path)
+    assert "resumed" in output, "the repaired marker is trusted again"
+    assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*.partial"))

@@ -115,6 +115,21 @@ def test_an_interrupted_run_resumes_per_scene(scenes_dir: Path, tmp_path: Path) 
     assert not list((out / "parts").glob(".*.partial"))
 
 
+def test_a_truncated_part_marker_means_the_scene_is_tiled_again(scenes_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "patches"
+    assert _tile(scenes_dir, out)[0] == 0
+    first = (out / "manifest.csv").read_text()
+    victim = sorted((out / "parts").iterdir())[2]
+    meta = victim / "part.json"
+    meta.write_text(meta.read_text()[:25])  # cut short, as by a full disk
+    code, output = _tile(scenes_dir, out)
+    assert code == 0 and "Traceback" not in output, output
+    summary = {s["scene"]: s["status"] for s in json.loads((out / "summary.json").read_text())}
+    assert summary.pop(victim.name) == "done" and set(summary.values()) == {"resumed"}
+    assert (out / "manifest.csv").read_text() == first
+    assert json.loads(meta.read_text())["scene"] == victim.name
+
+
 def _write(path: Path, array: np.ndarray, like: Path, **changes: object) -> None:
     with rasterio.open(like) as src:
         profile = {**src.profile, "count": array.shape[0], "dtype": array.dtype.name, **changes}

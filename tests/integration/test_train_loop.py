@@ -143,3 +143,45 @@ def test_a_killed_run_resumes_where_it_stopped(patch_set: Path, tmp_path: Path) 
     assert len(epochs) <= 6 + 1, "the resumed run started over instead of continuing"
     report = json.loads((out / "report.json").read_text())
     assert report["rounds"][0]["epochs_run"] == 6
+
+
+@pytest.mark.slow
+def test_a_patch_set_without_val_split_trains_on_the_training_loss(scenes_dir: Path, tmp_path: Path) -> None:
+    from ..conftest import copy_scenes
+
+    two = sorted(p.stem for p in scenes_dir.glob("*_objects.csv"))[:2]
+    scenes = copy_scenes(scenes_dir, tmp_path / "scenes", [n.removesuffix("_objects") for n in two])
+    outcomes = tile_folder(scenes, tmp_path / "patches", TileConfig(workers=1, seed=5))
+    assert {o.split for o in outcomes} == {"train"}, "two scenes make no val or test split"
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        main,
+        [
+            "-q",
+            "train",
+            "--config",
+            str(TINY),
+            "--data",
+            str(tmp_path / "patches"),
+            "--out",
+            str(out),
+            "--set",
+            "epochs=2",
+            "--set",
+            "early_stopping_patience=1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "no val split" in result.output and "training loss" in result.output
+    report = json.loads((out / "report.json").read_text())
+    assert [r["round"] for r in report["rounds"]] == [0, 1] and report["rounds"][0]["mined"] == 16
+    for entry in report["rounds"]:
+        assert entry["monitor"] == "loss" and "val" not in entry and "test" not in entry
+    from training import load_bundle
+
+    bundle = load_bundle(out / "bundle")
+    assert bundle.version.endswith("-r1") and bundle.metrics == {}
+    assert set(bundle.history) == {"loss", "iou", "mse"} and len(bundle.history["loss"]) == 3
+    assert (out / "checkpoints" / "best.keras").is_file()
+    assert (out / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (out / "rounds.png").exists() and "rounds.png" not in result.output
