@@ -51,7 +51,7 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except ImpactsError as exc:
             # A user error is one clear line and a non-zero exit, never a traceback.
-            raise click.ClickException(str(exc)) from exc
+            raise click.ClickException(" ".join(str(exc).split())) from exc
 
 
 def configure_logging(verbosity: int) -> None:

@@ -74,9 +74,17 @@ def train(
     report = train_run(cfg, data_dir, out_dir)
     if report["bundle"] is None:  # a rank other than 0: rank 0 prints and writes
         return
-    click.echo(
-        f"{'round':>5} {'mined':>6} {'split':5} {'obj P':>6} {'obj R':>6} {'obj F1':>6} {'craterFP':>8} {'pix MSE%':>8}"
-    )
+    if any("val" not in entry for entry in report["rounds"]):
+        click.echo(
+            "no val split: early stopping and checkpoints/best.keras watched the training loss "
+            "(tile 3 or more scenes, or name split.val_scenes, to validate)"
+        )
+    if not any(split in entry for entry in report["rounds"] for split in ("val", "test")):
+        click.echo("no val or test split: the rounds were not measured")
+    else:
+        click.echo(
+            f"{'round':>5} {'mined':>6} {'split':5} {'obj P':>6} {'obj R':>6} {'obj F1':>6} {'craterFP':>8} {'pix MSE%':>8}"
+        )
     for entry in report["rounds"]:
         for split in ("val", "test"):
             if split in entry:
@@ -86,9 +94,8 @@ def train(
                     f"{m['object']['f1']:6.3f} {m['fp_by_kind'].get('crater', 0):8d} {m['pixel']['mse']:8.3f}"
                 )
     click.echo(f"bundle: {report['bundle']}")
-    click.echo(
-        f"report: {out_dir / 'report.json'}, figures: {out_dir / 'loss_curve.png'}, {out_dir / 'rounds.png'}"
-    )
+    figures = [str(p) for p in (out_dir / "loss_curve.png", out_dir / "rounds.png") if p.is_file()]
+    click.echo(f"report: {out_dir / 'report.json'}, figures: {', '.join(figures) or 'none'}")
 
 
 @click.command()
@@ -114,18 +121,23 @@ def train(
 def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path, sets: tuple[str, ...]) -> None:
     """Measure a model bundle on a split: DIR/metrics.json, pr_curve.png, grid_chosen.png, grid_worst.png."""
     _quiet_tensorflow()
-    from impacts.config import apply_overrides
-    from training.bundle import load_bundle
+    from impacts.atomic import write_json_atomic
+    from impacts.config import override_config
+    from training.bundle import bundle_config, load_bundle
     from training.config import EvalConfig
     from training.data import PatchSet
     from training.evaluate import evaluate_model
 
-    bundle = load_bundle(model_path)
-    cfg = EvalConfig.model_validate(apply_overrides(bundle.config.evaluation.model_dump(), list(sets)))
-    metrics = evaluate_model(bundle.model, PatchSet.load(data_dir), split, cfg, out_dir)
-    (out_dir / "model.json").write_text(
-        json.dumps({"bundle": str(bundle.path), "version": bundle.version}, indent=2) + "\n"
+    # The overrides are checked before the model loads, so a typo fails at once.
+    cfg = override_config(
+        bundle_config(model_path).evaluation.model_dump(),
+        EvalConfig,
+        list(sets),
+        f"the evaluation settings of {model_path}",
     )
+    bundle = load_bundle(model_path)
+    metrics = evaluate_model(bundle.model, PatchSet.load(data_dir), split, cfg, out_dir)
+    write_json_atomic(out_dir / "model.json", {"bundle": str(bundle.path), "version": bundle.version})
     o = metrics["object"]
     click.echo(
         f"{split}: {metrics['n_patches']} patches, object P {o['precision']:.3f} R {o['recall']:.3f} F1 {o['f1']:.3f}, "
@@ -171,6 +183,7 @@ def predict(
     Exits non-zero when a scene failed; the other scenes are predicted all the same.
     """
     _quiet_tensorflow()
+    from impacts.config import validate_config
     from impacts.errors import ImpactsError
     from training.bundle import load_bundle
     from training.predict import PredictConfig, predict_path
@@ -181,7 +194,13 @@ def predict(
         "batch_size": batch_size,
         "threshold": threshold,
     }
-    cfg = PredictConfig.model_validate({k: v for k, v in given.items() if v is not None})
+    cfg = validate_config(
+        PredictConfig,
+        {k: v for k, v in given.items() if v is not None},
+        "predict options",
+        "see `impacts predict --help`",
+        names={k: "--" + k.replace("_", "-") for k in given},
+    )
     bundle = load_bundle(model_path)
     outcomes = predict_path(bundle, target, out_dir, cfg, array_index)
     for o in outcomes:

@@ -168,3 +168,20 @@ def test_repo_configs_load(name: str, model: type[TileConfig] | type[SynthConfig
     assert isinstance(cfg, model)
     written = yaml.safe_load(path.read_text())
     assert cfg.model_dump(mode="json") == written  # every key in the file is a field and is used
+
+
+def test_an_unknown_key_lists_the_valid_keys_of_its_section() -> None:
+    with pytest.raises(
+        ConfigError, match=r"split\.val_fracton: .*valid keys in split: .*val_fraction"
+    ) as info:
+        load_config(None, TileConfig, ["split.val_fracton=0.1"])
+    assert "\n" not in str(info.value)
+
+
+def test_validate_config_names_options_as_the_user_typed_them() -> None:
+    from impacts.config import validate_config
+
+    with pytest.raises(ConfigError) as info:
+        validate_config(SynthConfig, {"count": 0}, "synth options", "see --help", names={"count": "--count"})
+    assert str(info.value).startswith("invalid synth options: --count: ")
+    assert "(got 0)" in str(info.value) and str(info.value).endswith("; see --help")
