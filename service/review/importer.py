@@ -9,7 +9,10 @@ reading only small windows through :mod:`tiling.io` (never a whole scene):
 - ``crop``: ``crop_px`` square centred on the box, clamped to the scene, as grayscale PNG;
 - ``mask``: the box outline on the crop window, 0/255 PNG of the same size;
 - ``context``: ``context_px`` square around it, downsampled to at most 256 px, RGB PNG with
-  the box outlined in red.
+  the box outlined in red. A box larger than the view (a weak model's detection can cover
+  most of a scene) is drawn clipped to the view, its cut sides in yellow, and the import
+  logs it; a detection whose views cannot be made (an undecodable window) is reported and
+  skipped while the others are imported.
 
 uint16 scenes are stretched to 8 bits between the 1st and 99th percentile of the context
 window (the crop uses the same stretch, so the two views match); uint8 scenes are shown
@@ -34,7 +37,7 @@ from PIL import Image, ImageDraw
 from pydantic import BaseModel, ConfigDict, ValidationError
 from tqdm import tqdm
 
-from impacts.errors import DetectionImportError, SceneNotFoundError
+from impacts.errors import DetectionImportError, ImpactsError, SceneNotFoundError
 from service.review.schemas import DetectionIn
 from service.review.store import ReviewStore
 from tiling.io import open_image, read_window
@@ -44,6 +47,9 @@ log = logging.getLogger(__name__)
 
 SCENE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 CONTEXT_OUT_PX = 256
+OUTLINE_RGB = (255, 40, 40)
+#: Colour of an outline side that the view cuts: the box goes on beyond it.
+CLIPPED_RGB = (255, 220, 0)
 BATCH = 200
 HELP = "pass a NAME_detections.geojson written by `impacts predict`"
 
@@ -79,10 +85,13 @@ class ImportSummary:
     features: int
     added: int
     scenes: int
+    clipped: int = 0
+    skipped: int = 0
 
     @property
     def existing(self) -> int:
-        return self.features - self.added
+        """Detections that were already in the queue."""
+        return self.features - self.added - self.skipped
 
 
 def read_predictions(path: Path) -> list[tuple[str, PredictedProperties]]:
@@ -173,6 +182,17 @@ def centred_window(box: Box, size_px: int, height: int, width: int) -> tuple[int
     return row0, col0, h, w
 
 
+def fits_window(box: Box, window: tuple[int, int, int, int]) -> bool:
+    """Whether ``box`` lies whole inside ``window`` = ``(row0, col0, height, width)``."""
+    row0, col0, height, width = window
+    return (
+        box.row_min >= row0
+        and box.col_min >= col0
+        and box.row_max < row0 + height
+        and box.col_max < col0 + width
+    )
+
+
 def stretch_limits(pixels: np.ndarray) -> tuple[float, float]:
     """Display limits: the full uint8 range, or the 1st-99th percentile of uint16 pixels."""
     if pixels.dtype == np.uint8:
@@ -223,9 +243,11 @@ def render_views(
 
     Returns:
         ``(crop_png, mask_png, context_png, crop_window)`` with ``crop_window`` as
-        ``(row0, col0, height, width)``.
+        ``(row0, col0, height, width)``. A box larger than a window is drawn clipped to it
+        (see :func:`fits_window`); on the context view the cut sides are yellow.
     """
-    c_row, c_col, c_h, c_w = centred_window(box, context_px, height, width)
+    context_window = centred_window(box, context_px, height, width)
+    c_row, c_col, c_h, c_w = context_window
     context = read(c_row, c_col, c_h, c_w)
     limits = stretch_limits(context)
     window = centred_window(box, crop_px, height, width)
@@ -235,14 +257,38 @@ def render_views(
     view = Image.fromarray(to_uint8(context, limits)).convert("RGB")
     if scale < 1.0:
         view = view.resize((max(1, round(c_w * scale)), max(1, round(c_h * scale))), Image.Resampling.BOX)
-    outline = [
-        (box.col_min - c_col) * scale,
-        (box.row_min - c_row) * scale,
-        (box.col_max + 1 - c_col) * scale - 1,
-        (box.row_max + 1 - c_row) * scale - 1,
-    ]
-    ImageDraw.Draw(view).rectangle(outline, outline=(255, 40, 40))
+    _draw_outline(view, box, context_window, scale)
     return _png(crop), _png(mask), _png(np.asarray(view)), window
+
+
+def _draw_outline(view: Image.Image, box: Box, window: tuple[int, int, int, int], scale: float) -> None:
+    """Outline ``box`` on the context ``view`` of ``window`` (scene px times ``scale``).
+
+    The rectangle is clipped to the view and at least one view pixel wide, so a box larger
+    than the view, or one smaller than a view pixel, is drawn all the same; a side cut by
+    the view is drawn in :data:`CLIPPED_RGB`.
+    """
+    row0, col0, height, width = window
+    last_x, last_y = view.width - 1, view.height - 1
+
+    def span(lo: int, hi: int, start: int, last: int) -> tuple[float, float]:
+        a = min(max((lo - start) * scale, 0.0), last)
+        b = min(max((hi + 1 - start) * scale - 1, a), last)
+        return a, b
+
+    x0, x1 = span(box.col_min, box.col_max, col0, last_x)
+    y0, y1 = span(box.row_min, box.row_max, row0, last_y)
+    draw = ImageDraw.Draw(view)
+    draw.rectangle([x0, y0, x1, y1], outline=OUTLINE_RGB)
+    cut = {
+        "top": (box.row_min < row0, [(x0, y0), (x1, y0)]),
+        "bottom": (box.row_max >= row0 + height, [(x0, y1), (x1, y1)]),
+        "left": (box.col_min < col0, [(x0, y0), (x0, y1)]),
+        "right": (box.col_max >= col0 + width, [(x1, y0), (x1, y1)]),
+    }
+    for is_cut, line in cut.values():
+        if is_cut:
+            draw.line(line, fill=CLIPPED_RGB)
 
 
 def import_detections(
@@ -258,7 +304,8 @@ def import_detections(
         context_px: Side of the wider context view (downsampled to 256 px).
 
     Returns:
-        Counts of features, new detections and scenes.
+        Counts of features, new detections, scenes, boxes shown clipped (larger than the
+        context view) and detections skipped (their views could not be made; each logged).
 
     Raises:
         DetectionImportError: Invalid file, a scene name that leaves ``scenes_dir``, or a box
@@ -270,7 +317,7 @@ def import_detections(
     for fid, p in records:
         by_scene.setdefault(p.scene, []).append((fid, p))
     paths = {scene: scene_file(scenes_dir, scene) for scene in by_scene}  # every name checked first
-    added = 0
+    added = clipped = skipped = 0
     with tqdm(total=len(records), desc=geojson_path.name, unit="det", disable=None) as bar:
         for scene, items in by_scene.items():
             with open_image(paths[scene]) as (ds, info):
@@ -285,14 +332,31 @@ def import_detections(
                 batch: list[DetectionIn] = []
                 for fid, p in items:
                     box = Box(p.row_min, p.row_max, p.col_min, p.col_max)
-                    crop, mask, context, window = render_views(
-                        lambda r, c, h, w: read_window(ds, r, c, h, w),
-                        info.height,
-                        info.width,
-                        box,
-                        crop_px,
-                        context_px,
-                    )
+                    try:
+                        crop, mask, context, window = render_views(
+                            lambda r, c, h, w: read_window(ds, r, c, h, w),
+                            info.height,
+                            info.width,
+                            box,
+                            crop_px,
+                            context_px,
+                        )
+                    except (ImpactsError, OSError, ValueError) as exc:
+                        # One detection's views failing must not stop the file: report, go on.
+                        log.error("detection %s skipped: its views cannot be made (%s)", fid, exc)
+                        skipped += 1
+                        bar.update(1)
+                        continue
+                    if not fits_window(box, centred_window(box, context_px, info.height, info.width)):
+                        log.warning(
+                            "detection %s: its %dx%d px box is larger than the %d px context view; "
+                            "shown clipped (cut sides in yellow)",
+                            fid,
+                            box.height,
+                            box.width,
+                            context_px,
+                        )
+                        clipped += 1
                     fields: dict[str, Any] = p.model_dump(exclude={"id"})
                     fields["score"] = min(max(p.score, 0.0), 1.0)
                     batch.append(
@@ -314,13 +378,15 @@ def import_detections(
                         batch = []
                 added += store.add_detections(batch)
                 bar.update(len(batch))
-    summary = ImportSummary(geojson_path, len(records), added, len(by_scene))
+    summary = ImportSummary(geojson_path, len(records), added, len(by_scene), clipped, skipped)
     log.info(
-        "%s: %d detections, %d new, %d already in the queue (%d scenes)",
+        "%s: %d detections, %d new, %d already in the queue, %d shown clipped, %d skipped (%d scenes)",
         geojson_path,
         summary.features,
         summary.added,
         summary.existing,
+        summary.clipped,
+        summary.skipped,
         summary.scenes,
     )
     return summary
