@@ -8,6 +8,28 @@ from pathlib import Path
 import click
 
 
+def check_settings() -> None:
+    """Read the service's and the review's settings from the environment once.
+
+    Raises:
+        ConfigError: A variable is invalid (one line naming the variable).
+    """
+    from pydantic import ValidationError
+
+    from impacts.config import config_error
+    from service.review.settings import ReviewSettings
+    from service.settings import Settings
+
+    for model, prefix in ((Settings, "IMPACTS_"), (ReviewSettings, "IMPACTS_REVIEW_")):
+        try:
+            model()
+        except ValidationError as exc:
+            names = {f: f"{prefix}{f.upper()}" for f in model.model_fields}
+            raise config_error(
+                exc, model, f"service settings ({prefix}* environment variables)", "fix or unset it", names
+            ) from exc
+
+
 @click.command()
 @click.option(
     "--model",
@@ -49,6 +71,7 @@ def serve(model_path: Path, host: str, port: int, workers: int, forwarded_allow_
         raise BundleError(f"{model_path} is not a model bundle; pass RUN/bundle written by `impacts train`")
     os.environ["IMPACTS_MODEL_PATH"] = str(model_path)
     os.environ["IMPACTS_FORWARDED_ALLOW_IPS"] = forwarded_allow_ips
+    check_settings()  # a bad IMPACTS_* variable is one line here, not a traceback in uvicorn
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     click.echo(
         f"serving {model_path} on http://{host}:{port} (API docs: http://{host}:{port}/docs, "

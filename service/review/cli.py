@@ -63,18 +63,30 @@ def review() -> None:
 def import_(files: tuple[Path, ...], scenes_dir: Path, crop_px: int, context_px: int, db_url: str) -> None:
     """Add the detections of `impacts predict` GeoJSON FILEs (or folders of them) to the queue.
 
-    Importing the same file again adds nothing.
+    Importing the same file again adds nothing. Exits non-zero when a detection had to be
+    skipped (the others are imported).
     """
+    from impacts.errors import DetectionImportError
     from service.review.importer import import_detections
     from service.review.store import ReviewStore
 
+    skipped = 0
     store = ReviewStore.open(db_url)
     try:
         for path in _geojson_files(files):
             s = import_detections(store, path, scenes_dir, crop_px=crop_px, context_px=context_px)
-            click.echo(f"{path}: {s.added} new detections, {s.existing} already queued ({s.scenes} scenes)")
+            click.echo(
+                f"{path}: {s.added} new detections, {s.existing} already queued, {s.clipped} shown "
+                f"clipped, {s.skipped} skipped ({s.scenes} scenes)"
+            )
+            skipped += s.skipped
     finally:
         store.close()
+    if skipped:
+        raise DetectionImportError(
+            f"{skipped} detections could not be given their views and were skipped (see the log above); "
+            "fix their scenes and import again (the others are queued and are not added twice)"
+        )
 
 
 @review.command("export")
