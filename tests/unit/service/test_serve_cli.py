@@ -21,6 +21,8 @@ def bundle_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def started(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     calls: list[dict[str, Any]] = []
+    for name in ("IMPACTS_MODEL_PATH", "IMPACTS_FORWARDED_ALLOW_IPS"):  # serve sets them: restored after
+        monkeypatch.setenv(name, "")
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append(kwargs))
     return calls
 
