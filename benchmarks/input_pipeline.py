@@ -42,7 +42,7 @@ TARGET_SHARE_PCT = 10.0
 def _patch_set(work: Path) -> Path:
     """The benchmark's patch set, synthesised and tiled when missing."""
     from tiling.config import SynthConfig, TileConfig
-    from tiling.manifest import MANIFEST_NAME
+    from tiling.patchset import MANIFEST_NAME
     from tiling.pipeline import tile_folder
     from tiling.synth import synth_scenes
 
@@ -105,8 +105,9 @@ def main() -> None:
     import tensorflow as tf
 
     from impacts.config import load_config
+    from tiling.patchset import NEGATIVE_KINDS, POSITIVE_KINDS, PatchSet
     from training.config import TrainConfig
-    from training.data import NEGATIVE_KINDS, POSITIVE_KINDS, PatchSet, training_dataset
+    from training.data import training_dataset
     from training.train import build_compiled_model
 
     overrides = list(args.overrides)

@@ -46,7 +46,7 @@ def _patch_set(work: Path) -> Path:
     """The benchmark's patch set, synthesised and tiled when missing."""
     sys.path.insert(0, str(ROOT))
     from tiling.config import SynthConfig, TileConfig
-    from tiling.manifest import MANIFEST_NAME
+    from tiling.patchset import MANIFEST_NAME
     from tiling.pipeline import tile_folder
     from tiling.synth import synth_scenes
 

@@ -42,6 +42,7 @@ TILE = """
 import json, resource, shutil, sys, time
 from pathlib import Path
 from tiling.config import TileConfig
+from tiling.patchset import TILED_KINDS
 from tiling.pipeline import tile_folder
 scenes, out = Path(sys.argv[1]), Path(sys.argv[2])
 shutil.rmtree(out, ignore_errors=True)
@@ -49,7 +50,7 @@ cfg = TileConfig(workers=1)
 t0 = time.perf_counter()
 outcome = tile_folder(scenes, out, cfg)[0]
 seconds = time.perf_counter() - t0
-patches = sum(outcome.counts.get(k, 0) for k in ("positive", "negative", "pool"))
+patches = sum(outcome.counts.get(k, 0) for k in TILED_KINDS)
 print(json.dumps({"seconds": seconds, "patches": patches, "impacts": outcome.counts.get("impacts", 0),
                   "status": outcome.status, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """

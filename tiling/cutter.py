@@ -31,6 +31,7 @@ from tiling.components import ComponentTracker, Impact
 from tiling.config import TileConfig
 from tiling.hashing import hash_unit
 from tiling.io import SceneInfo
+from tiling.patchset import MINING_POOL, TRAIN_SPLIT
 from tiling.sampling import select_negatives, sliding_sums
 from tiling.windows import CellGrid, cell_sums, random_crop
 
@@ -42,7 +43,7 @@ class Cut:
     key: float
     row: int
     col: int
-    kind: str
+    kind: str  # one of tiling.patchset.KINDS once sampled ("" while in a reservoir)
     image: np.ndarray = field(repr=False)
     mask: np.ndarray | None = field(repr=False)  # None: no impact pixel (negatives, pool)
     nodata_fraction: float
@@ -163,7 +164,7 @@ class SceneCutter:
         self.pending: list[tuple[int, int]] = []
         self.n_positive = 0
         self.n_impacts = 0
-        pool = cfg.pool_max_per_scene if split == "train" else 0
+        pool = cfg.pool_max_per_scene if split == TRAIN_SPLIT else 0
         self.interior = Reservoir(cfg.max_negatives_per_scene + pool)
         self.border = Reservoir(cfg.max_negatives_per_scene + pool)
 
@@ -196,7 +197,7 @@ class SceneCutter:
         n_negative = round(
             (
                 self.cfg.negatives_per_positive
-                if self.split == "train"
+                if self.split == TRAIN_SPLIT
                 else self.cfg.eval_negatives_per_positive
             )
             * self.n_positive
@@ -207,13 +208,13 @@ class SceneCutter:
             (self.border.seen, self.interior.seen),
             min(n_negative, self.cfg.max_negatives_per_scene),
             self.cfg.border_share,
-            self.cfg.pool_max_per_scene if self.split == "train" else 0,
+            self.cfg.pool_max_per_scene if self.split == TRAIN_SPLIT else 0,
             np.random.default_rng([self.salt & 0xFFFFFFFF, 1]),
         )
         for cut in negatives:
             cut.kind = "negative"
         for cut in pool:
-            cut.kind = "pool"
+            cut.kind = MINING_POOL
         order = lambda c: (c.row, c.col)  # noqa: E731
         return sorted(negatives, key=order) + sorted(pool, key=order)
 
@@ -226,7 +227,7 @@ class SceneCutter:
 
     def _plan_positives(self, impacts: list[Impact]) -> None:
         per_impact = (
-            self.cfg.positives_per_impact if self.split == "train" else self.cfg.eval_positives_per_impact
+            self.cfg.positives_per_impact if self.split == TRAIN_SPLIT else self.cfg.eval_positives_per_impact
         )
         for impact in impacts:
             self.n_impacts += 1

@@ -6,7 +6,8 @@ TFRecord shards with their manifest records. Each scene's output is
 built in ``parts/.NAME.partial`` and renamed to ``parts/NAME`` when complete, so an
 interrupted run resumes per scene and nothing half-written looks complete. Scenes run in
 parallel processes; a bad scene is reported and the others go on. The merge step
-concatenates the per-scene manifests into ``manifest.csv``.
+concatenates the per-scene manifests into ``manifest.csv``. The folder layout and the
+manifest are :mod:`tiling.patchset`'s.
 """
 
 from __future__ import annotations
@@ -25,21 +26,27 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from impacts.atomic import atomic_path, fsync_path, fsync_tree, read_marker, write_json_atomic
+from impacts.atomic import fsync_path, fsync_tree, read_marker, write_json_atomic
 from impacts.errors import ImpactsError, MaskMissingError, PatchSetError, SceneError
 from impacts.provenance import write_run_record
 from tiling.config import TileConfig
 from tiling.cutter import SceneCutter, scene_salt
 from tiling.io import SceneFiles, find_scenes, open_scene, read_window
-from tiling.manifest import COLUMNS, MANIFEST_NAME, write_manifest
+from tiling.patchset import (
+    MANIFEST_NAME,
+    OBJECTS_NAME,
+    PART_META,
+    TILED_KINDS,
+    PatchSetLayout,
+    concat_manifests,
+    relative_part,
+    write_manifest,
+)
 from tiling.shards import ShardSink
 from tiling.splits import assign_splits
 from tiling.windows import random_grid, stripe_rows
 
 log = logging.getLogger(__name__)
-
-PARTS_DIR = "parts"
-PART_META = "part.json"
 
 
 @dataclass
@@ -63,14 +70,10 @@ def fingerprint(files: SceneFiles, split: str, cfg: TileConfig) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def _part_dir(out: Path, scene: str) -> Path:
-    return out / PARTS_DIR / scene
-
-
 def _completed(out: Path, scene: str, expected: str | None) -> dict[str, Any] | None:
     """The part's metadata if the scene is complete (and matches ``expected``, if given);
     an unreadable ``part.json`` counts as not complete (logged), so the scene is tiled again."""
-    meta = read_marker(_part_dir(out, scene) / PART_META)
+    meta = read_marker(PatchSetLayout(out).part_meta(scene))
     if meta is None or not isinstance(meta.get("counts"), dict):
         return None
     return meta if expected is None or meta.get("fingerprint") == expected else None
@@ -108,8 +111,8 @@ def tile_scene(files: SceneFiles, split: str, cfg: TileConfig, out: Path, thread
     meta = _completed(out, files.name, expected)
     if meta is not None:
         return SceneOutcome(files.name, "resumed", split, "already tiled", dict(meta["counts"]))
-    part = _part_dir(out, files.name)
-    partial = part.with_name(f".{files.name}.partial")
+    layout = PatchSetLayout(out)
+    part, partial = layout.part(files.name), layout.partial_part(files.name)
     shutil.rmtree(partial, ignore_errors=True)
     try:
         with open_scene(files, threads) as (image, mask, info):
@@ -122,7 +125,7 @@ def tile_scene(files: SceneFiles, split: str, cfg: TileConfig, out: Path, thread
                 info.height, info.width, cfg.negative_stride_px, np.random.default_rng(salt & 0xFFFFFFFF)
             )
             partial.mkdir(parents=True)
-            sink = ShardSink(partial, Path(PARTS_DIR) / files.name, files.name, cfg.shard_max_patches)
+            sink = ShardSink(partial, relative_part(files.name), files.name, cfg.shard_max_patches)
             try:
                 emit = lambda c: sink.add(c.row, c.col, split, c.kind, c.image, c.mask, c.nodata_fraction)  # noqa: E731
                 rows = stripe_rows(info.width, info.block_shape[0], cfg.stripe_px, min_rows=cfg.patch_px)
@@ -140,12 +143,12 @@ def tile_scene(files: SceneFiles, split: str, cfg: TileConfig, out: Path, thread
     except (ImpactsError, OSError) as exc:
         shutil.rmtree(partial, ignore_errors=True)
         return SceneOutcome(files.name, "failed", split, str(exc))
-    counts = {kind: sum(r.kind == kind for r in records) for kind in ("positive", "negative", "pool")}
+    counts: dict[str, int] = {kind: sum(r.kind == kind for r in records) for kind in TILED_KINDS}
     counts["impacts"] = n_impacts
     write_manifest(partial / MANIFEST_NAME, records)
     objects = files.image.with_name(f"{files.name}_objects.csv")
     if objects.is_file():  # planted-object list of synthetic scenes: evaluation names false positives with it
-        shutil.copyfile(objects, partial / "objects.csv")
+        shutil.copyfile(objects, partial / OBJECTS_NAME)
     (partial / PART_META).write_text(
         json.dumps(
             {
@@ -179,21 +182,8 @@ def merge_parts(out: Path, scenes: list[str]) -> int:
     done = [s for s in sorted(scenes) if _completed(out, s, None) is not None]
     if not done:
         raise PatchSetError(f"no scene of {out} is tiled; run `impacts tile` first and read its summary")
-    header = ",".join(COLUMNS) + "\n"
-    count = 0
-    with atomic_path(out / MANIFEST_NAME) as partial, partial.open("w", newline="") as merged:
-        merged.write(header)
-        for scene in done:
-            path = _part_dir(out, scene) / MANIFEST_NAME
-            with path.open(newline="") as part:
-                if part.readline() != header:
-                    raise PatchSetError(
-                        f"{path}: columns differ from this version's manifest; delete {path.parent} and tile again"
-                    )
-                for line in part:
-                    merged.write(line)
-                    count += 1
-    return count
+    layout = PatchSetLayout(out)
+    return concat_manifests(layout.manifest, [layout.part_manifest(s) for s in done])
 
 
 def _workers(cfg: TileConfig, n_scenes: int) -> int:
@@ -247,7 +237,7 @@ def tile_folder(
     if array_index is None and any(o.status in ("done", "resumed") for o in outcomes.values()):
         merge_parts(out, [s.name for s in scenes])
     ordered = [outcomes[s.name] for s in todo]
-    write_json_atomic(out / "summary.json", [o.__dict__ for o in ordered])
+    write_json_atomic(PatchSetLayout(out).tile_summary, [o.__dict__ for o in ordered])
     return ordered
 
 

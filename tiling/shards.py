@@ -1,8 +1,9 @@
 """Writing cut patches to TFRecord shards and manifest records.
 
 Shards are grouped by split, and the mining pool gets shards of its own so mining reads
-only the pool. Each record is a ``tf.train.Example`` with ``image`` and ``mask`` (raw
-bytes, row-major), ``height``, ``width``, ``dtype`` and ``patch_id``.
+only the pool (their names and the records are :mod:`tiling.patchset`'s). Each record is a
+``tf.train.Example`` with ``image`` and ``mask`` (raw bytes, row-major), ``height``,
+``width``, ``dtype`` and ``patch_id``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tiling.manifest import PatchRecord
+from tiling.patchset import PatchRecord, shard_file_name, shard_group, tiled_patch_id
 from tiling.tfrecord import TFRecordWriter, example_chunks
 
 
@@ -81,7 +82,7 @@ class ShardSink:
                 writer.close()
             index = self._shard_index[group] = self._shard_index.get(group, -1) + 1
             writer = self._writers[group] = TFRecordWriter(
-                self.folder / f"{self.scene}-{group}-{index:05d}.tfrecord"
+                self.folder / shard_file_name(self.scene, group, index)
             )
         return writer
 
@@ -96,9 +97,9 @@ class ShardSink:
         nodata_fraction: float,
     ) -> PatchRecord:
         """Write one patch and return its manifest record."""
-        group = "pool" if kind == "pool" else split
+        group = shard_group(split, kind)
         writer = self._writer(group)
-        patch_id = f"{self.scene}-{len(self.records):06d}"
+        patch_id = tiled_patch_id(self.scene, len(self.records))
         offset = writer.write(encode_patch(patch_id, image, mask))
         record = PatchRecord(
             patch_id=patch_id,

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal
 
 from sklearn.model_selection import GroupShuffleSplit
 
 from impacts.errors import ConfigError
 from tiling.config import SplitConfig
-
-Split = Literal["train", "val", "test"]
-SPLITS: tuple[Split, ...] = ("train", "val", "test")
+from tiling.patchset import SPLITS, Split
 
 log = logging.getLogger(__name__)
 

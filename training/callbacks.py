@@ -1,12 +1,18 @@
 """Keras callbacks of a training round: timing, checkpoints and logs (chief only), the
-distribution's synchronisation, early stopping and the stop at a target validation loss."""
+distribution's synchronisation, early stopping and the stop at a target validation loss.
+
+:func:`round_callbacks` returns them as :class:`RoundCallbacks`: the list ``model.fit``
+takes, and by name the two whose results the round's report reads (the epoch timer and
+the stop at the target loss), so no caller depends on list positions or attribute probes.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from training.config import TrainConfig
 from training.distribute import Distribution
@@ -14,11 +20,46 @@ from training.distribute import Distribution
 log = logging.getLogger(__name__)
 
 
+class EpochTimes(Protocol):
+    """What the epoch timer (:func:`epoch_timer`) has measured so far, one value per epoch."""
+
+    seconds: list[float]
+    train_seconds: list[float]
+
+
+class TargetStop(Protocol):
+    """The stop at a target ``val_loss`` (:class:`StopAtValLoss`): when it was reached, if it was."""
+
+    reached: dict[str, float] | None
+
+
+@dataclass(frozen=True)
+class RoundCallbacks:
+    """One round's callbacks.
+
+    Attributes:
+        in_order: Every callback, in the order ``model.fit`` must run them.
+        timer: The epoch timer (also in ``in_order``): wall and training-step seconds.
+        target_stop: The stop at ``target_val_loss`` (also in ``in_order``), or None when
+            the round has no target or no val split.
+    """
+
+    in_order: list[Any]
+    timer: EpochTimes
+    target_stop: TargetStop | None = None
+
+    @property
+    def target_reached(self) -> dict[str, float] | None:
+        """Epoch, seconds and ``val_loss`` at which the target was reached; None when it was
+        not, or when the round has no target."""
+        return None if self.target_stop is None else self.target_stop.reached
+
+
 class StopAtValLoss:
     """Keras callback factory: stop when ``val_loss`` reaches a target (time-to-target)."""
 
     @staticmethod
-    def make(target: float) -> Any:
+    def make(target: float) -> TargetStop:
         import keras
 
         class _Stop(keras.callbacks.Callback):
@@ -41,7 +82,7 @@ class StopAtValLoss:
         return _Stop()
 
 
-def epoch_timer() -> Any:
+def epoch_timer() -> EpochTimes:
     """Keras callback keeping each epoch's wall time in ``.seconds`` and that of its training
     steps alone (before validation) in ``.train_seconds``, for the report and the scaling
     benchmark (not in the logs, so the loss curves do not plot them)."""
@@ -75,14 +116,26 @@ def epoch_timer() -> Any:
 
 def round_callbacks(
     cfg: TrainConfig, out: Path, round_index: int, has_val: bool, dist: Distribution
-) -> list[Any]:
+) -> RoundCallbacks:
     """The round's callbacks, the epoch timer first; those that write files run on the
     chief only, and the distribution's own come right after the restore so the others see
-    averaged logs."""
+    averaged logs.
+
+    Args:
+        cfg: The training config (early stopping, target loss).
+        out: The run folder (checkpoints, logs, backups are written under it).
+        round_index: The round (names its backup folder and CSV log).
+        has_val: Whether the round validates (else the training loss is monitored).
+        dist: The distribution (its callbacks; only the chief writes files).
+
+    Returns:
+        The callbacks in order, with the timer and the target stop named.
+    """
     import keras
 
     monitor = "val_loss" if has_val else "loss"
-    callbacks: list[Any] = [epoch_timer()]
+    timer = epoch_timer()
+    callbacks: list[Any] = [timer]
     if dist.is_chief:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         (out / "logs").mkdir(parents=True, exist_ok=True)
@@ -105,6 +158,8 @@ def round_callbacks(
                 monitor=monitor, patience=cfg.early_stopping_patience, restore_best_weights=True
             )
         )
+    target_stop = None
     if cfg.target_val_loss is not None and has_val:
-        callbacks.append(StopAtValLoss.make(cfg.target_val_loss))
-    return callbacks
+        target_stop = StopAtValLoss.make(cfg.target_val_loss)
+        callbacks.append(target_stop)
+    return RoundCallbacks(callbacks, timer, target_stop)

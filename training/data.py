@@ -3,7 +3,9 @@
 Training batches hold exactly ``round(positive_fraction * batch_size)`` impact patches
 each (a fixed choice pattern over two shuffled, repeated class streams), not just on
 average. Records are parsed from the TFRecord shards and picked by patch id, so mined
-patches are read from the pool shards where they lie.
+patches are read from the pool shards where they lie. The patch set itself (layout,
+manifest, kinds, :class:`tiling.patchset.PatchSet`) is :mod:`tiling.patchset`'s; this
+module only streams the records selected from it.
 """
 
 from __future__ import annotations
@@ -12,67 +14,15 @@ import math
 import random
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from impacts.errors import PatchSetError
-from tiling.manifest import MANIFEST_NAME, PatchRecord, read_manifest
-from tiling.tfrecord import decode_example, read_record_at
+from tiling.patchset import PatchRecord, PatchSet
 from training.config import DataConfig
 
-POSITIVE_KINDS = ("positive",)
-NEGATIVE_KINDS = ("negative", "mined", "reviewed")
 MAX_VALUE = {"uint8": 255.0, "uint16": 65535.0}
-
-
-@dataclass
-class PatchSet:
-    """A patch-set folder and its manifest (which a training run may extend with mined rows)."""
-
-    root: Path
-    records: list[PatchRecord]
-    dtype: str
-
-    @classmethod
-    def load(cls, root: Path, manifest: Path | None = None) -> PatchSet:
-        """Read ``root/manifest.csv`` (or ``manifest``) and the pixel type of its patches.
-
-        Raises:
-            PatchSetError: No manifest, no patch, or patches of several pixel types.
-        """
-        records = read_manifest(manifest or root / MANIFEST_NAME)
-        if not records:
-            raise PatchSetError(f"{root}: the manifest lists no patch; tile some scenes first")
-        dtypes = {_record_dtype(root, r) for r in _first_per_shard(records)}
-        if len(dtypes) != 1:
-            raise PatchSetError(
-                f"{root}: patches of several pixel types {sorted(dtypes)}; tile uint8 and uint16 scenes into separate patch sets"
-            )
-        return cls(root, records, dtypes.pop())
-
-    def select(self, split: str, kinds: Sequence[str]) -> list[PatchRecord]:
-        """Records of one split whose kind is in ``kinds``."""
-        return [r for r in self.records if r.split == split and r.kind in kinds]
-
-    def objects_csv(self, scene: str) -> Path:
-        """Where the scene's planted-object list sits in the patch set (may not exist)."""
-        return self.root / "parts" / scene / "objects.csv"
-
-
-def _first_per_shard(records: list[PatchRecord]) -> list[PatchRecord]:
-    seen: dict[str, PatchRecord] = {}
-    for r in records:
-        seen.setdefault(r.shard, r)
-    return list(seen.values())
-
-
-def _record_dtype(root: Path, record: PatchRecord) -> str:
-    example = decode_example(read_record_at(root / record.shard, record.offset))
-    dtype = example.get("dtype", b"uint8")
-    return dtype.decode() if isinstance(dtype, bytes) else "uint8"
 
 
 def _parse_fn(dtype: str, patch_px: int) -> Any:
@@ -115,7 +65,7 @@ def records_dataset(
 
     if not records:
         raise PatchSetError(f"{patches.root}: no patch selected; check the manifest's splits and kinds")
-    files = sorted({str(patches.root / r.shard) for r in records})
+    files = sorted({str(patches.layout.shard(r.shard)) for r in records})
     ids = sorted({r.patch_id for r in records})
     table = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(tf.constant(ids), tf.ones(len(ids), tf.int32)), default_value=0

@@ -33,7 +33,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 from impacts.errors import ConfigError
-from tiling.manifest import PatchRecord
+from tiling.patchset import PatchRecord
 from training.config import DistributeConfig
 
 log = logging.getLogger(__name__)

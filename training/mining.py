@@ -21,9 +21,9 @@ import numpy as np
 from tqdm import tqdm
 
 from impacts.errors import PatchSetError
-from tiling.manifest import PatchRecord
+from tiling.patchset import MINED, MINING_POOL, TRAIN_SPLIT, PatchRecord, PatchSet, select
 from training.config import MiningConfig
-from training.data import PatchSet, iterate_patches
+from training.data import iterate_patches
 from training.distribute import Distribution
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def score_patches(probs: np.ndarray, threshold: float, how: str) -> np.ndarray:
 
 def mining_candidates(records: list[PatchRecord]) -> list[PatchRecord]:
     """The pool: unused train negatives (never val or test)."""
-    return [r for r in records if r.split == "train" and r.kind == "pool"]
+    return select(records, TRAIN_SPLIT, (MINING_POOL,))
 
 
 def mine_pool(
@@ -105,7 +105,7 @@ def apply_mined(
     seen: set[str] = set()
     for patch_id, _ in mined:  # check everything first: a refused id changes nothing
         record = by_id.get(patch_id)
-        if record is None or record.split != "train" or record.kind != "pool" or patch_id in seen:
+        if record is None or record.split != TRAIN_SPLIT or record.kind != MINING_POOL or patch_id in seen:
             where = (
                 "twice"
                 if patch_id in seen
@@ -119,7 +119,7 @@ def apply_mined(
         seen.add(patch_id)
     for patch_id, score in mined:
         record = by_id[patch_id]
-        record.kind = "mined"
+        record.kind = MINED
         record.round = round_index
         record.score = float(score)
         record.model_version = model_version

@@ -41,21 +41,24 @@ from typing import Any
 from impacts.atomic import atomic_path, read_marker, write_json_atomic
 from impacts.errors import PatchSetError, RunFolderError
 from impacts.provenance import write_run_record
-from tiling.manifest import MANIFEST_NAME, write_manifest
+from tiling.patchset import (
+    EVAL_KINDS,
+    EVAL_SPLITS,
+    MINED,
+    MINING_BASE_KINDS,
+    NEGATIVE_KINDS,
+    POSITIVE_KINDS,
+    TRAIN_SPLIT,
+    PatchSet,
+    PatchSetLayout,
+    write_manifest,
+)
 from training.bundle import export_bundle
 from training.callbacks import round_callbacks
 from training.config import TrainConfig
-from training.data import (
-    NEGATIVE_KINDS,
-    POSITIVE_KINDS,
-    PatchSet,
-    epoch_steps,
-    eval_dataset,
-    training_dataset,
-    whole_batch_size,
-)
+from training.data import epoch_steps, eval_dataset, training_dataset, whole_batch_size
 from training.distribute import Distribution, chief_only_logging, lr_factor, setup_distribution
-from training.evaluate import EVAL_KINDS, evaluate_model, json_safe
+from training.evaluate import evaluate_model, json_safe
 from training.mining import apply_mined, mine_pool, mining_candidates, mining_quota
 from training.report import plot_loss_curves, plot_rounds
 
@@ -150,8 +153,8 @@ def plain_model(model: Any, cfg: TrainConfig, dist: Distribution) -> Any:
 def _fit_round(
     model: Any, cfg: TrainConfig, patches: PatchSet, out: Path, round_index: int, dist: Distribution
 ) -> tuple[dict[str, list[float]], dict[str, Any]]:
-    all_positives = patches.select("train", POSITIVE_KINDS)
-    all_negatives = patches.select("train", NEGATIVE_KINDS)
+    all_positives = patches.select(TRAIN_SPLIT, POSITIVE_KINDS)
+    all_negatives = patches.select(TRAIN_SPLIT, NEGATIVE_KINDS)
     if min(len(all_positives), len(all_negatives)) < dist.size:
         raise PatchSetError(
             f"{patches.root}: {len(all_positives)} impact and {len(all_negatives)} non-impact train patches "
@@ -217,11 +220,9 @@ def _fit_round(
         )
         if val is not None
         else None,
-        callbacks=callbacks,
+        callbacks=callbacks.in_order,
         verbose=(1 if sys.stderr.isatty() else 2) if dist.is_chief else 0,
     )
-    stop = next((c for c in callbacks if hasattr(c, "reached")), None)
-    timer = callbacks[0]
     logged = (_logged_history(out / "logs" / f"round-{round_index}.csv") if dist.is_chief else {}) or _floats(
         history.history
     )
@@ -232,9 +233,9 @@ def _fit_round(
         "train_negatives": len(all_negatives),
         "steps_per_epoch": steps,
         "global_batch": cfg.data.batch_size * dist.replicas,
-        "epoch_seconds": [round(t, 3) for t in timer.seconds],
-        "epoch_train_seconds": [round(t, 3) for t in timer.train_seconds],
-        "target_reached": getattr(stop, "reached", None),
+        "epoch_seconds": [round(t, 3) for t in callbacks.timer.seconds],
+        "epoch_train_seconds": [round(t, 3) for t in callbacks.timer.train_seconds],
+        "target_reached": callbacks.target_reached,
         "monitor": "val_loss" if val is not None else "loss",
     }
     return logged, info
@@ -324,8 +325,8 @@ def train_plan(cfg: TrainConfig, data: Path) -> dict[str, Any]:
     """
     dist = setup_distribution(cfg.distribute)
     patches = PatchSet.load(data)
-    positives = patches.select("train", POSITIVE_KINDS)
-    negatives = patches.select("train", NEGATIVE_KINDS)
+    positives = patches.select(TRAIN_SPLIT, POSITIVE_KINDS)
+    negatives = patches.select(TRAIN_SPLIT, NEGATIVE_KINDS)
     return {
         **run_setup(cfg, dist),
         "rank": dist.rank,
@@ -341,17 +342,17 @@ def _prepare_run(
     cfg: TrainConfig, data: Path, out: Path, dist: Distribution
 ) -> tuple[PatchSet, dict[str, Any]]:
     """Rank 0 sets up (or resumes) the run folder; every rank gets its manifest rows and state."""
-    manifest = out / MANIFEST_NAME
+    manifest, source = PatchSetLayout(out).manifest, PatchSetLayout(data).manifest
     if dist.is_chief:
         out.mkdir(parents=True, exist_ok=True)
         write_run_record(out, cfg, cfg.seed, "train")
         if not manifest.is_file():
-            if not (data / MANIFEST_NAME).is_file():
+            if not source.is_file():
                 raise PatchSetError(
-                    f"{data / MANIFEST_NAME} not found; build the patch set with `impacts tile --out {data}`"
+                    f"{source} not found; build the patch set with `impacts tile --out {data}`"
                 )
             with atomic_path(manifest) as tmp:  # a copy cut short by a kill must not look complete
-                shutil.copyfile(data / MANIFEST_NAME, tmp)
+                shutil.copyfile(source, tmp)
         patches = PatchSet.load(data, manifest)
         state = _load_state(out)
         state["run_name"] = out.resolve().name
@@ -393,14 +394,14 @@ def _train(
         if dist.is_chief:
             (out / "rounds").mkdir(exist_ok=True)
             model.save_weights(out / "rounds" / f"round-{round_index}.weights.h5")
-            for split in ("val", "test"):
+            for split in EVAL_SPLITS:
                 if patches.select(split, EVAL_KINDS):
                     entry[split] = evaluate_model(plain, patches, split, cfg.evaluation)
         entry["mined"] = 0
         if round_index < rounds_total - 1:
             entry["mined"] = _mine(plain, patches, cfg, round_index + 1, version, dist)
             if dist.is_chief:
-                write_manifest(out / MANIFEST_NAME, patches.records)
+                write_manifest(PatchSetLayout(out).manifest, patches.records)
         state["rounds"].append(entry)
         if dist.is_chief:
             _save_state(out, state)
@@ -421,8 +422,8 @@ def _train(
 
 def _steps_hint(patches: PatchSet, cfg: TrainConfig, dist: Distribution) -> int:
     return epoch_steps(
-        len(patches.select("train", POSITIVE_KINDS)),
-        len(patches.select("train", NEGATIVE_KINDS)),
+        len(patches.select(TRAIN_SPLIT, POSITIVE_KINDS)),
+        len(patches.select(TRAIN_SPLIT, NEGATIVE_KINDS)),
         cfg.data,
         dist.replicas,
     )
@@ -431,10 +432,8 @@ def _steps_hint(patches: PatchSet, cfg: TrainConfig, dist: Distribution) -> int:
 def _mine(
     model: Any, patches: PatchSet, cfg: TrainConfig, round_index: int, version: str, dist: Distribution
 ) -> int:
-    base = len(
-        [r for r in patches.records if r.split == "train" and r.kind in ("positive", "negative", "reviewed")]
-    )
-    already = len([r for r in patches.records if r.split == "train" and r.kind == "mined"])
+    base = len(patches.select(TRAIN_SPLIT, MINING_BASE_KINDS))
+    already = len(patches.select(TRAIN_SPLIT, (MINED,)))
     quota = mining_quota(base, already, cfg.mining.top_n, cfg.mining.max_share)
     mined = mine_pool(model, patches, cfg.mining, quota, dist)
     count = apply_mined(patches.records, mined, round_index, version)
@@ -454,7 +453,7 @@ def _finish(
 ) -> dict[str, Any]:
     last = state["rounds"][-1]
     version = last["model_version"]
-    metrics = {split: last[split] for split in ("val", "test") if split in last}
+    metrics: dict[str, Any] = {split: last[split] for split in EVAL_SPLITS if split in last}
     plain = plain_model(model, cfg, dist)
     bundle = export_bundle(out / "bundle", plain, cfg, version, state["history"], metrics)
     report = {

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from impacts.cli import main
 from tiling.config import TileConfig
-from tiling.manifest import read_manifest
+from tiling.patchset import read_manifest
 from tiling.pipeline import tile_folder
 
 REPO = Path(__file__).resolve().parents[2]

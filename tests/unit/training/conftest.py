@@ -10,8 +10,8 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tiling.config import TileConfig
+from tiling.patchset import PatchSet
 from tiling.pipeline import tile_folder
-from training.data import PatchSet
 
 
 @pytest.fixture(scope="module")

@@ -12,16 +12,9 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from impacts.errors import PatchSetError
+from tiling.patchset import NEGATIVE_KINDS, POSITIVE_KINDS, PatchSet
 from training.config import DataConfig
-from training.data import (
-    NEGATIVE_KINDS,
-    POSITIVE_KINDS,
-    Augmenter,
-    PatchSet,
-    class_counts,
-    records_dataset,
-    training_dataset,
-)
+from training.data import Augmenter, class_counts, records_dataset, training_dataset
 
 PATCH_PX = 128
 

@@ -13,15 +13,9 @@ from hypothesis import strategies as st
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from tiling.patchset import NEGATIVE_KINDS, POSITIVE_KINDS, PatchSet
 from training.config import DataConfig, DistributeConfig, ModelConfig, TrainConfig
-from training.data import (
-    NEGATIVE_KINDS,
-    POSITIVE_KINDS,
-    PatchSet,
-    epoch_steps,
-    training_dataset,
-    whole_batch_size,
-)
+from training.data import epoch_steps, training_dataset, whole_batch_size
 from training.distribute import (
     Distribution,
     launched_processes,

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from impacts.errors import PatchSetError
-from tiling.manifest import PatchRecord
+from tiling.patchset import PatchRecord, PatchSet
 from training.config import MiningConfig
-from training.data import PatchSet, iterate_patches
+from training.data import iterate_patches
 from training.mining import apply_mined, mine_pool, mining_candidates, mining_quota, score_patches
 
 # --- quota -----------------------------------------------------------------------------
@@ -248,7 +248,7 @@ def test_mine_pool_with_no_quota_predicts_nothing(patches: PatchSet, hash_model:
 
 
 def test_mined_round_feeds_the_training_negatives(patches: PatchSet, hash_model: HashModel) -> None:
-    from training.data import NEGATIVE_KINDS
+    from tiling.patchset import NEGATIVE_KINDS
 
     negatives_before = len(patches.select("train", NEGATIVE_KINDS))
     mined = mine_pool(hash_model, patches, MiningConfig(batch_size=32), quota=4)
