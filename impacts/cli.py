@@ -1,7 +1,8 @@
 """The ``impacts`` console script: a thin click root that loads subcommands lazily.
 
 Subcommands live in each package's ``cli.py`` and are named here as ``module:attribute``
-strings, so ``impacts --help`` and the tiling commands never import TensorFlow.
+strings, so ``impacts --help`` and the tiling commands never import TensorFlow. Options
+that several commands take are declared once, in :mod:`impacts.options`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import click
 
 from impacts import __version__
 from impacts.errors import ImpactsError
+from impacts.options import quiet_option, verbose_option
 
 SUBCOMMANDS: dict[str, str] = {
     "synth": "tiling.cli:synth",
@@ -67,8 +69,8 @@ def configure_logging(verbosity: int) -> None:
 
 @click.group(cls=LazyGroup, lazy=SUBCOMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="impacts")
-@click.option("-v", "--verbose", count=True, help="More log output (repeatable).")
-@click.option("-q", "--quiet", count=True, help="Less log output (repeatable).")
+@verbose_option
+@quiet_option
 def main(verbose: int, quiet: int) -> None:
     """Find fresh impact sites on Mars orbital images: synth -> tile -> train -> predict -> review."""
     configure_logging(verbose - quiet)

@@ -1,4 +1,4 @@
-"""``impacts serve``: the prediction service on uvicorn."""
+"""``impacts serve``: the prediction service on uvicorn (shared options: :mod:`impacts.options`)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import click
+
+from impacts.options import model_option, workers_option
 
 
 def check_settings() -> None:
@@ -31,22 +33,10 @@ def check_settings() -> None:
 
 
 @click.command()
-@click.option(
-    "--model",
-    "model_path",
-    type=click.Path(path_type=Path, file_okay=False),
-    required=True,
-    help="Model bundle (RUN/bundle).",
-)
+@model_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)
-@click.option(
-    "--workers",
-    type=int,
-    default=1,
-    show_default=True,
-    help="uvicorn worker processes (each loads the model).",
-)
+@workers_option("uvicorn worker processes (each loads the model).", default=1)
 @click.option(
     "--forwarded-allow-ips",
     envvar="IMPACTS_FORWARDED_ALLOW_IPS",
@@ -65,7 +55,7 @@ def serve(model_path: Path, host: str, port: int, workers: int, forwarded_allow_
     """
     import uvicorn
 
-    from training.bundle import BundleError
+    from impacts.errors import BundleError
 
     if not (model_path / "model.keras").is_file() and not (model_path / "bundle" / "model.keras").is_file():
         raise BundleError(f"{model_path} is not a model bundle; pass RUN/bundle written by `impacts train`")

@@ -1,7 +1,8 @@
-"""``impacts synth`` and ``impacts tile``: parse, load config, call library code.
+"""``impacts synth`` and ``impacts tile [merge | add-reviewed]``: parse, load config, call library code.
 
 Only click is imported at module level; numpy, rasterio and the library modules are
 imported inside the commands so ``impacts --help`` stays fast. TensorFlow is never imported.
+Options that other commands take too come from :mod:`impacts.options`.
 """
 
 from __future__ import annotations
@@ -9,8 +10,25 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+from impacts.options import (
+    array_index_option,
+    config_option,
+    given_options,
+    option_name,
+    option_overrides,
+    out_option,
+    scenes_option,
+    seed_option,
+    set_option,
+    workers_option,
+)
+
+if TYPE_CHECKING:
+    from tiling.config import TileConfig
 
 log = logging.getLogger(__name__)
 
@@ -26,20 +44,8 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
     return int(match.group(1)), int(match.group(2))
 
 
-def _overrides(pairs: dict[str, object], sets: tuple[str, ...]) -> list[str]:
-    """Command-line options become ``key=value`` overrides applied after ``--set``."""
-    extra = [f"{k}={v}" for k, v in pairs.items() if v is not None]
-    return [*sets, *extra]
-
-
 @click.command()
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    required=True,
-    help="Output folder for the scenes.",
-)
+@out_option("Output folder for the scenes.")
 @click.option("--count", type=int, default=None, help="Number of scenes [config: 4].")
 @click.option(
     "--size",
@@ -47,7 +53,7 @@ def _overrides(pairs: dict[str, object], sets: tuple[str, ...]) -> list[str]:
     default=None,
     help="Fixed scene size HEIGHTxWIDTH in px (e.g. 40000x12000) [config: drawn per scene].",
 )
-@click.option("--seed", type=int, default=None, help="Seed; the same seed writes the same bytes [config: 0].")
+@seed_option("the scenes (the same seed writes the same bytes)")
 @click.option(
     "--difficulty",
     type=click.Choice(["easy", "medium", "hard"]),
@@ -60,14 +66,8 @@ def _overrides(pairs: dict[str, object], sets: tuple[str, ...]) -> list[str]:
     default=None,
     help="Write the last N scenes without a mask (to exercise that path).",
 )
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="YAML config (see configs/synth.yaml).",
-)
-@click.option("--set", "sets", multiple=True, help="Config override KEY=VALUE (repeatable).")
+@config_option("configs/synth.yaml")
+@set_option("difficulty=hard")
 def synth(
     out_dir: Path,
     count: int | None,
@@ -87,7 +87,7 @@ def synth(
     from tiling.synth import synth_scenes
 
     size_text = f"[{size[0]}, {size[1]}]" if size else None
-    overrides = _overrides(
+    overrides = option_overrides(
         {
             "count": count,
             "size": size_text,
@@ -109,57 +109,47 @@ def synth(
     click.echo(f"wrote {len(summaries)} scenes to {out_dir}")
 
 
-@click.command()
-@click.option(
-    "--scenes",
-    "scenes_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    required=True,
-    help="Folder of NAME.tif + NAME_mask.tif scenes.",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    required=True,
-    help="Patch-set folder (shards + manifest.csv).",
-)
-@click.option("--seed", type=int, default=None, help="Seed of splits, crops and sampling [config: 0].")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="YAML config (see configs/tile.yaml).",
-)
-@click.option(
-    "--set",
-    "sets",
-    multiple=True,
-    help="Config override KEY=VALUE (repeatable), e.g. --set positives_per_impact=2.",
-)
+SCENES_HELP = "Folder of NAME.tif + NAME_mask.tif scenes."
+PATCHES_HELP = "Patch-set folder (shards + manifest.csv)."
+
+# Flags of `impacts tile` kept for one release (parameter name: how it was spelt, the
+# subcommand that replaces it, the parameters it may still be combined with).
+DEPRECATED_FLAGS: dict[str, tuple[str, str, frozenset[str]]] = {
+    "reviewed_csv": ("--reviewed FILE", "add-reviewed FILE", frozenset({"scenes_dir", "out_dir"})),
+    "merge_only": (
+        "--merge-only",
+        "merge",
+        # It always took (and checked, then ignored) the tiling settings: jobs pass --config.
+        frozenset({"scenes_dir", "out_dir", "seed", "config_path", "sets", "test_scenes", "workers"}),
+    ),
+}
+
+
+@click.group(invoke_without_command=True, subcommand_metavar="[COMMAND [ARGS]...]")
+@scenes_option(SCENES_HELP + "  [required to tile]", required=False)
+@out_option(PATCHES_HELP + "  [required to tile]", required=False)
+@seed_option("the splits, crops and sampling")
+@config_option("configs/tile.yaml")
+@set_option("positives_per_impact=2")
 @click.option(
     "--test-scenes", default=None, help="Comma-separated scene names (no .tif) to put in the test split."
 )
-@click.option("--workers", type=int, default=None, help="Scene processes [config: one per core].")
-@click.option(
-    "--array-index",
-    type=int,
-    default=None,
-    help="Tile only the N-th scene (1-based, e.g. $LSB_JOBINDEX) and skip the merge.",
-)
-@click.option("--merge-only", is_flag=True, help="Only merge the scenes already tiled into manifest.csv.")
+@workers_option("Scene processes [config: one per core].")
+@array_index_option("Tile", " and skip the merge (`impacts tile merge` joins the parts)")
+@click.option("--merge-only", is_flag=True, help="Deprecated: use `impacts tile merge`.")
 @click.option(
     "--reviewed",
     "reviewed_csv",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="Only append the rows of this hard_negatives.csv (`impacts review export`) to the existing "
-    "patch set --out as `reviewed` train patches.",
+    metavar="FILE",
+    help="Deprecated: use `impacts tile add-reviewed FILE`.",
 )
+@click.pass_context
 def tile(
-    scenes_dir: Path,
-    out_dir: Path,
+    ctx: click.Context,
+    scenes_dir: Path | None,
+    out_dir: Path | None,
     seed: int | None,
     config_path: Path | None,
     sets: tuple[str, ...],
@@ -171,40 +161,101 @@ def tile(
 ) -> None:
     """Cut scenes into balanced 128x128 patches: TFRecord shards plus manifest.csv.
 
-    Exits non-zero when a scene failed; the other scenes are tiled and merged all the same.
-    With --reviewed FILE, only adds the analysts' rejected detections to the patch set.
+    `impacts tile --scenes DIR --out PATCHES` tiles every scene (with --array-index N, only
+    the N-th; `impacts tile merge` then joins the parts). Exits non-zero when a scene
+    failed; the other scenes are tiled and merged all the same.
     """
-    if reviewed_csv is not None:
-        given = {
-            "--seed": seed,
-            "--config": config_path,
-            "--set": sets or None,
-            "--test-scenes": test_scenes,
-            "--workers": workers,
-            "--array-index": array_index,
-            "--merge-only": merge_only or None,
-        }
-        clashes = [name for name, value in given.items() if value is not None]
-        if clashes:
-            raise click.UsageError(f"--reviewed takes only --scenes and --out, not {', '.join(clashes)}")
-        _tile_reviewed(reviewed_csv, scenes_dir, out_dir)
+    given = given_options(ctx)
+    if ctx.invoked_subcommand is not None:
+        if given:
+            names = ", ".join(option_name(p) for p in given)
+            raise click.UsageError(
+                f"`impacts tile {ctx.invoked_subcommand}` takes its options after its name, not {names} before it"
+            )
         return
+    if scenes_dir is None or out_dir is None:  # required to tile, not before a subcommand
+        missing = "scenes_dir" if scenes_dir is None else "out_dir"
+        raise click.MissingParameter(ctx=ctx, param=next(p for p in ctx.command.params if p.name == missing))
+    # The first of DEPRECATED_FLAGS given decides; the other one would clash with it.
+    deprecated = [p for name in DEPRECATED_FLAGS for p in given if p.name == name]
+    if deprecated:
+        _deprecated(ctx, deprecated[0], given)
+    if reviewed_csv is not None:
+        _add_reviewed(reviewed_csv, scenes_dir, out_dir)
+        return
+    cfg = _tile_config(config_path, sets, seed, workers, test_scenes)
+    if merge_only:
+        _merge(scenes_dir, out_dir)
+        return
+    _tile_scenes(scenes_dir, out_dir, cfg, array_index)
+
+
+@tile.command("merge", short_help="Join the scenes tiled one by one (--array-index) into manifest.csv.")
+@scenes_option(SCENES_HELP)
+@out_option(PATCHES_HELP)
+def tile_merge(scenes_dir: Path, out_dir: Path) -> None:
+    """Merge the scenes already tiled (`impacts tile --array-index N`) into PATCHES/manifest.csv."""
+    _merge(scenes_dir, out_dir)
+
+
+@tile.command(
+    "add-reviewed", short_help="Add rejected detections (hard_negatives.csv) as reviewed train patches."
+)
+@click.argument("csv_path", metavar="FILE", type=click.Path(path_type=Path, dir_okay=False))
+@scenes_option("Folder of the scenes (NAME.tif) the rows of FILE name.")
+@out_option("The patch set (written by `impacts tile`) to add to.")
+def tile_add_reviewed(csv_path: Path, scenes_dir: Path, out_dir: Path) -> None:
+    """Add the analysts' rejected detections to the patch set as `reviewed` train patches.
+
+    FILE is the hard_negatives.csv of `impacts review export`; a detection already in the
+    patch set is not added twice.
+    """
+    _add_reviewed(csv_path, scenes_dir, out_dir)
+
+
+def _deprecated(ctx: click.Context, flag: click.Parameter, given: list[click.Parameter]) -> None:
+    """Refuse options that a deprecated flag never took, else say which command replaces it."""
+    old, command, allowed = DEPRECATED_FLAGS[str(flag.name)]
+    new = f"`impacts tile {command} --scenes DIR --out DIR`"
+    clashes = [option_name(p) for p in given if p is not flag and p.name not in allowed]
+    if clashes:
+        takes = [option_name(p) for p in ctx.command.params if p.name in allowed]
+        raise click.UsageError(
+            f"{option_name(flag)} takes only {_and(takes)}, not {', '.join(clashes)} "
+            f"(and is deprecated: use {new})"
+        )
+    click.echo(f"Warning: `impacts tile {old}` is deprecated; use {new}.", err=True)
+
+
+def _and(names: list[str]) -> str:
+    return " and ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _tile_config(
+    config_path: Path | None,
+    sets: tuple[str, ...],
+    seed: int | None,
+    workers: int | None,
+    test_scenes: str | None,
+) -> TileConfig:
+    """The resolved tiling config: the YAML file, then ``--set``, then the other options."""
     from impacts.config import load_config
-    from impacts.errors import ImpactsError
     from tiling.config import TileConfig
-    from tiling.io import find_scenes
-    from tiling.pipeline import merge_parts, tile_folder
 
     names = [n.strip() for n in test_scenes.split(",") if n.strip()] if test_scenes else None
-    overrides = _overrides(
+    overrides = option_overrides(
         {"seed": seed, "workers": workers, "split.test_scenes": f"[{', '.join(names)}]" if names else None},
         sets,
     )
-    cfg = load_config(config_path, TileConfig, overrides)
-    if merge_only:
-        count = merge_parts(out_dir, [s.name for s in find_scenes(scenes_dir)])
-        click.echo(f"merged {count} patches into {out_dir / 'manifest.csv'}")
-        return
+    return load_config(config_path, TileConfig, overrides)
+
+
+def _tile_scenes(scenes_dir: Path, out_dir: Path, cfg: TileConfig, array_index: int | None) -> None:
+    """``impacts tile``: tile the folder (or its N-th scene) and print one line per scene."""
+    from impacts.errors import ImpactsError
+    from tiling.patchset import PatchSetLayout
+    from tiling.pipeline import tile_folder
+
     outcomes = tile_folder(scenes_dir, out_dir, cfg, array_index)
     click.echo(f"{'scene':32} {'split':5} {'status':8} {'impacts':>7} {'pos':>5} {'neg':>5} {'pool':>5}")
     for o in outcomes:
@@ -216,7 +267,7 @@ def tile(
     for o in problems:
         click.echo(f"{o.status}: {o.message}", err=True)
     if array_index is None:
-        click.echo(f"patch set: {out_dir / 'manifest.csv'}")
+        click.echo(f"patch set: {PatchSetLayout(out_dir).manifest}")
     failed = [o.scene for o in outcomes if o.status == "failed"]
     if failed:
         raise ImpactsError(
@@ -226,8 +277,17 @@ def tile(
         raise ImpactsError(f"no scene of {scenes_dir} could be tiled; see the messages above")
 
 
-def _tile_reviewed(csv_path: Path, scenes_dir: Path, out_dir: Path) -> None:
-    """``impacts tile --reviewed``: append the hard-negative list and print what happened."""
+def _merge(scenes_dir: Path, out_dir: Path) -> None:
+    """``impacts tile merge``: join the per-scene parts into one manifest.csv."""
+    from tiling.io import find_scenes
+    from tiling.pipeline import merge_parts
+
+    count = merge_parts(out_dir, [s.name for s in find_scenes(scenes_dir)])
+    click.echo(f"merged {count} patches into {out_dir / 'manifest.csv'}")
+
+
+def _add_reviewed(csv_path: Path, scenes_dir: Path, out_dir: Path) -> None:
+    """``impacts tile add-reviewed``: append the hard-negative list and print what happened."""
     from tiling.reviewed import append_reviewed
 
     summary = append_reviewed(csv_path, scenes_dir, out_dir)

@@ -1,6 +1,7 @@
-"""``impacts train`` and ``impacts evaluate``: parse, load config, call library code.
+"""``impacts train``, ``impacts evaluate`` and ``impacts predict``: parse, load config, call library code.
 
-TensorFlow is imported inside the commands, never when the CLI starts.
+TensorFlow is imported inside the commands, never when the CLI starts. Options that other
+commands take too come from :mod:`impacts.options`.
 """
 
 from __future__ import annotations
@@ -11,36 +12,26 @@ from pathlib import Path
 
 import click
 
+from impacts.options import (
+    array_index_option,
+    config_option,
+    data_option,
+    model_option,
+    option_overrides,
+    out_option,
+    set_option,
+)
+
 
 def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @click.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    required=True,
-    help="Training YAML (configs/unet-*.yaml).",
-)
-@click.option(
-    "--data",
-    "data_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    required=True,
-    help="Patch set written by `impacts tile`.",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    required=True,
-    help="Run folder (an existing one is resumed).",
-)
-@click.option(
-    "--set", "sets", multiple=True, help="Config override KEY=VALUE (repeatable), e.g. --set epochs=3."
-)
+@config_option("configs/unet-*.yaml", required=True)
+@data_option
+@out_option("Run folder (an existing one is resumed).")
+@set_option("epochs=3")
 @click.option(
     "--strategy",
     type=click.Choice(["auto", "single", "mirrored", "horovod"]),
@@ -63,11 +54,11 @@ def train(
     """Train the U-Net with rounds of hard-negative mining; write RUN/bundle and RUN/report.json."""
     _quiet_tensorflow()
     from impacts.config import load_config
+    from tiling.patchset import EVAL_SPLITS
     from training.config import TrainConfig
     from training.train import train_plan, train_run
 
-    overrides = list(sets) + ([f"distribute.strategy={strategy}"] if strategy else [])
-    cfg = load_config(config_path, TrainConfig, overrides)
+    cfg = load_config(config_path, TrainConfig, option_overrides({"distribute.strategy": strategy}, sets))
     if dry_run:
         click.echo(json.dumps({"dry_run": True, "out": str(out_dir), **train_plan(cfg, data_dir)}))
         return
@@ -79,14 +70,14 @@ def train(
             "no val split: early stopping and checkpoints/best.keras watched the training loss "
             "(tile 3 or more scenes, or name split.val_scenes, to validate)"
         )
-    if not any(split in entry for entry in report["rounds"] for split in ("val", "test")):
+    if not any(split in entry for entry in report["rounds"] for split in EVAL_SPLITS):
         click.echo("no val or test split: the rounds were not measured")
     else:
         click.echo(
             f"{'round':>5} {'mined':>6} {'split':5} {'obj P':>6} {'obj R':>6} {'obj F1':>6} {'craterFP':>8} {'pix MSE%':>8}"
         )
     for entry in report["rounds"]:
-        for split in ("val", "test"):
+        for split in EVAL_SPLITS:
             if split in entry:
                 m = entry[split]
                 click.echo(
@@ -99,33 +90,19 @@ def train(
 
 
 @click.command()
-@click.option(
-    "--model",
-    "model_path",
-    type=click.Path(path_type=Path, file_okay=False),
-    required=True,
-    help="Model bundle (RUN/bundle).",
-)
-@click.option(
-    "--data", "data_dir", type=click.Path(path_type=Path, file_okay=False), required=True, help="Patch set."
-)
+@model_option
+@data_option
 @click.option("--split", type=click.Choice(["val", "test", "train"]), default="test", show_default=True)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    required=True,
-    help="Folder for metrics.json and figures.",
-)
-@click.option("--set", "sets", multiple=True, help="Evaluation override KEY=VALUE, e.g. --set threshold=0.4.")
+@out_option("Folder for metrics.json and figures.")
+@set_option("threshold=0.4", of="the bundle's evaluation settings")
 def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path, sets: tuple[str, ...]) -> None:
     """Measure a model bundle on a split: DIR/metrics.json, pr_curve.png, grid_chosen.png, grid_worst.png."""
     _quiet_tensorflow()
     from impacts.atomic import write_json_atomic
     from impacts.config import override_config
+    from tiling.patchset import PatchSet
     from training.bundle import bundle_config, load_bundle
     from training.config import EvalConfig
-    from training.data import PatchSet
     from training.evaluate import evaluate_model
 
     # The overrides are checked before the model loads, so a typo fails at once.
@@ -147,27 +124,14 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path, sets: 
 
 
 @click.command()
-@click.option(
-    "--model",
-    "model_path",
-    type=click.Path(path_type=Path, file_okay=False),
-    required=True,
-    help="Model bundle (RUN/bundle).",
-)
+@model_option
 @click.argument("target", type=click.Path(path_type=Path))
-@click.option(
-    "--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True, help="Output folder."
-)
+@out_option("Folder for NAME_prob.tif and NAME_detections.geojson/.csv.")
 @click.option("--window-px", type=int, default=None, help="Window side [256].")
 @click.option("--overlap-px", type=int, default=None, help="Window overlap, blended away [64].")
 @click.option("--batch-size", type=int, default=None, help="Windows per model call [8].")
 @click.option("--threshold", type=float, default=None, help="Detection threshold [the bundle's].")
-@click.option(
-    "--array-index",
-    type=int,
-    default=None,
-    help="Predict only the N-th scene of a folder (1-based, e.g. $LSB_JOBINDEX).",
-)
+@array_index_option("Predict")
 def predict(
     model_path: Path,
     target: Path,

@@ -1,31 +1,18 @@
 """``impacts review``: import detections, manage analysts, export decisions.
 
-The database comes from ``--db``, else ``IMPACTS_REVIEW_DB_URL``, else ``sqlite:///review.db``.
-SQLAlchemy and the image code are imported inside the commands, so ``impacts --help`` stays
-fast.
+The database comes from ``--db``, else ``IMPACTS_REVIEW_DB_URL``, else ``sqlite:///review.db``
+(:data:`impacts.options.db_option`). SQLAlchemy and the image code are imported inside the
+commands, so ``impacts --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
-DEFAULT_DB = "sqlite:///review.db"
-
-
-def _db_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--db",
-        "db_url",
-        envvar="IMPACTS_REVIEW_DB_URL",
-        default=DEFAULT_DB,
-        show_default=True,
-        help="Review database URL (env IMPACTS_REVIEW_DB_URL): sqlite:///PATH.db or postgresql+psycopg://...",
-    )(f)
+from impacts.options import db_option, out_option, scenes_option
 
 
 def _geojson_files(paths: tuple[Path, ...]) -> list[Path]:
@@ -48,18 +35,12 @@ def review() -> None:
 
 @review.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--scenes",
-    "scenes_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    required=True,
-    help="Folder of the scenes (NAME.tif) the detections were predicted on.",
-)
+@scenes_option("Folder of the scenes (NAME.tif) the detections were predicted on.", exists=True)
 @click.option("--crop-px", type=click.IntRange(16, 1024), default=128, show_default=True, help="Crop side.")
 @click.option(
     "--context-px", type=click.IntRange(16, 8192), default=512, show_default=True, help="Context view side."
 )
-@_db_option
+@db_option
 def import_(files: tuple[Path, ...], scenes_dir: Path, crop_px: int, context_px: int, db_url: str) -> None:
     """Add the detections of `impacts predict` GeoJSON FILEs (or folders of them) to the queue.
 
@@ -90,14 +71,8 @@ def import_(files: tuple[Path, ...], scenes_dir: Path, crop_px: int, context_px:
 
 
 @review.command("export")
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Folder for accepted.geojson, accepted.csv and hard_negatives.csv.",
-)
-@_db_option
+@out_option("Folder for accepted.geojson, accepted.csv and hard_negatives.csv.")
+@db_option
 def export(out_dir: Path, db_url: str) -> None:
     """Write accepted impacts (GeoJSON in the scene CRS, CSV) and rejected ones as hard negatives."""
     from service.review.export import export_reviews
@@ -126,7 +101,7 @@ def users() -> None:
 @click.option(
     "--password-stdin", is_flag=True, help="Read the password from the first line of standard input."
 )
-@_db_option
+@db_option
 def users_add(name: str, password_stdin: bool, db_url: str) -> None:
     """Add analyst NAME; the password is prompted for (twice) or read from stdin, never an argument."""
     from service.review.security import check_analyst_name, check_password
@@ -147,7 +122,7 @@ def users_add(name: str, password_stdin: bool, db_url: str) -> None:
 
 
 @users.command("list")
-@_db_option
+@db_option
 def users_list(db_url: str) -> None:
     """List analysts."""
     from service.review.store import ReviewStore
@@ -167,7 +142,7 @@ def tokens() -> None:
 
 @tokens.command("add")
 @click.argument("name")
-@_db_option
+@db_option
 def tokens_add(name: str, db_url: str) -> None:
     """Make API token NAME and print it once (only a hash is stored: keep it safe)."""
     from service.review.store import ReviewStore
@@ -184,7 +159,7 @@ def tokens_add(name: str, db_url: str) -> None:
 
 
 @tokens.command("list")
-@_db_option
+@db_option
 def tokens_list(db_url: str) -> None:
     """List API tokens (name and creation time; the tokens themselves are never stored)."""
     from service.review.store import ReviewStore
@@ -199,7 +174,7 @@ def tokens_list(db_url: str) -> None:
 
 @tokens.command("revoke")
 @click.argument("name")
-@_db_option
+@db_option
 def tokens_revoke(name: str, db_url: str) -> None:
     """Revoke API token NAME: requests carrying it are refused from now on."""
     from service.review.store import ReviewStore

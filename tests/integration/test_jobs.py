@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.mpi import mpi_env, require_horovod
-from tiling.manifest import read_manifest
+from tiling.patchset import read_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 DIRECTIVE = re.compile(r"^#BSUB\s+(-\w+)\s*(.*)$")
@@ -59,6 +59,7 @@ def test_tile_job_elements_then_merge_build_the_patch_set(scenes_dir: Path, tmp_
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    assert "deprecated" not in result.stderr, "the merge job calls `impacts tile merge`"
     records = read_manifest(tmp_path / "patches" / "manifest.csv")
     assert {r.scene for r in records} == {
         p.stem for p in scenes_dir.glob("*.tif") if not p.stem.endswith("_mask")
@@ -93,6 +94,15 @@ def test_predict_job_is_an_array_and_its_element_predicts_its_scene(scenes_dir: 
     assert result.returncode == 0, result.stderr[-2000:]
     second = sorted(p.stem for p in scenes_dir.glob("*.tif") if not p.stem.endswith("_mask"))[1]
     assert [p.name for p in (tmp_path / "pred").glob("*_prob.tif")] == [f"{second}_prob.tif"]
+
+
+def test_no_job_script_uses_a_deprecated_flag() -> None:
+    from tiling.cli import DEPRECATED_FLAGS
+
+    flags = [spelling.split()[0] for spelling, _, _ in DEPRECATED_FLAGS.values()]
+    for script in sorted((REPO / "jobs").glob("*.bsub")):
+        words = shlex.split(script.read_text(), comments=True)
+        assert not set(flags) & set(words), script.name
 
 
 TRAIN_JOBS = ("train-1gpu", "train-node", "train-multinode")

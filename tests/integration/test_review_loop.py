@@ -15,7 +15,7 @@ from service.review.schemas import QueueFilter
 from service.review.store import ReviewStore
 from tests.conftest import copy_scenes
 from tests.unit.service.review.test_importer import predict_geojson
-from tiling.manifest import read_manifest
+from tiling.patchset import read_manifest
 
 
 def invoke(*args: str, stdin: str | None = None) -> str:
@@ -49,7 +49,7 @@ def test_a_rejected_detection_becomes_a_reviewed_training_patch(scenes_dir: Path
 
     invoke(
         "tile",
-        "--reviewed",
+        "add-reviewed",
         str(tmp_path / "export" / "hard_negatives.csv"),
         "--scenes",
         str(scenes),
@@ -57,7 +57,8 @@ def test_a_rejected_detection_becomes_a_reviewed_training_patch(scenes_dir: Path
         str(patches),
     )
 
-    from training.data import NEGATIVE_KINDS, PatchSet, records_dataset
+    from tiling.patchset import NEGATIVE_KINDS, PatchSet
+    from training.data import records_dataset
 
     patch_set = PatchSet.load(patches)
     (reviewed,) = [r for r in patch_set.records if r.kind == "reviewed"]

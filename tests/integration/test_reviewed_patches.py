@@ -1,4 +1,4 @@
-"""A rejected detection becomes a ``reviewed`` training patch: `impacts tile --reviewed`
+"""A rejected detection becomes a ``reviewed`` training patch: `impacts tile add-reviewed`
 through the real CLI, then read back by the training input pipeline."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from rasterio.windows import Window
 
 from impacts.cli import main
-from tiling.manifest import read_manifest
+from tiling.patchset import read_manifest
 
 from ..conftest import copy_scenes
 
@@ -82,7 +82,7 @@ def reviewed(scenes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Revi
         )
     path = root / "hard_negatives.csv"
     path.write_text("\n".join(lines) + "\n")
-    code, output = _invoke("--reviewed", str(path), "--scenes", str(scenes), "--out", str(patches))
+    code, output = _invoke("add-reviewed", str(path), "--scenes", str(scenes), "--out", str(patches))
     assert code == 0, output
     return Reviewed(scenes, patches, path, before, output, by_split, boxes)
 
@@ -102,7 +102,8 @@ def test_run_counts_added_and_skipped_rows(reviewed: Reviewed) -> None:
 
 
 def test_rejection_is_a_reviewed_train_patch_with_the_scene_pixels(reviewed: Reviewed) -> None:
-    from training.data import NEGATIVE_KINDS, PatchSet, records_dataset
+    from tiling.patchset import NEGATIVE_KINDS, PatchSet
+    from training.data import records_dataset
 
     patches = PatchSet.load(reviewed.patches)
     lines = (reviewed.patches / "manifest.csv").read_text().splitlines()
@@ -153,27 +154,34 @@ def test_bad_input_is_one_clear_error_and_changes_nothing(reviewed: Reviewed, tm
     bad = tmp_path / "bad.csv"
     scenes, patches = str(reviewed.scenes), str(reviewed.patches)
     bad.write_text(f"{COLUMNS}\n1,../../etc/passwd,1,1,2,2,0.5,v,,,\n")
-    code, output = _invoke("--reviewed", str(bad), "--scenes", scenes, "--out", patches)
+    code, output = _invoke("add-reviewed", str(bad), "--scenes", scenes, "--out", patches)
     assert code == 1 and f"{bad}, line 2: scene '../../etc/passwd' is not a scene name" in output
     train = reviewed.by_split["train"][0]
     bad.write_text(f"{COLUMNS}\n2,{train},1,1,2,2,0.5,v,,,\n3,{train},1,1,950,2,0.5,v,,,\n")
-    code, output = _invoke("--reviewed", str(bad), "--scenes", scenes, "--out", patches)
+    code, output = _invoke("add-reviewed", str(bad), "--scenes", scenes, "--out", patches)
     assert code == 1 and f"{bad}, line 3: box rows 1..950" in output and "does not fit scene" in output
-    code, output = _invoke("--reviewed", str(bad), "--scenes", scenes, "--out", str(tmp_path / "none"))
+    code, output = _invoke("add-reviewed", str(bad), "--scenes", scenes, "--out", str(tmp_path / "none"))
     assert code == 1 and "is not a patch set" in output and "impacts tile --scenes" in output
-    code, output = _invoke("--reviewed", str(bad), "--scenes", scenes, "--out", patches, "--seed", "1")
-    assert code == 2 and "--reviewed takes only --scenes and --out, not --seed" in output
+    code, output = _invoke("add-reviewed", str(bad), "--scenes", scenes, "--out", patches, "--seed", "1")
+    assert code == 2 and "No such option" in output and "--seed" in output
     assert (reviewed.patches / "manifest.csv").read_bytes() == manifest
     assert sorted((reviewed.patches / "reviewed").iterdir()) == shards
 
 
 def test_second_run_adds_nothing_and_a_retile_loses_nothing(reviewed: Reviewed) -> None:
     manifest = (reviewed.patches / "manifest.csv").read_bytes()
-    args = ("--reviewed", str(reviewed.csv), "--scenes", str(reviewed.scenes), "--out", str(reviewed.patches))
+    args = (
+        "add-reviewed",
+        str(reviewed.csv),
+        "--scenes",
+        str(reviewed.scenes),
+        "--out",
+        str(reviewed.patches),
+    )
     code, output = _invoke(*args)
     assert code == 0 and "added=0 skipped_val_test=2 skipped_existing=5 missing_scene=1" in output
     assert (reviewed.patches / "manifest.csv").read_bytes() == manifest
-    # Re-running the tiler rebuilds manifest.csv from the scene parts; the next --reviewed
+    # Re-running the tiler rebuilds manifest.csv from the scene parts; the next add-reviewed
     # run puts the reviewed rows back from reviewed/manifest.csv, unchanged.
     code, output = _invoke(
         "--scenes", str(reviewed.scenes), "--out", str(reviewed.patches), "--seed", "3", "--workers", "1"
@@ -182,4 +190,20 @@ def test_second_run_adds_nothing_and_a_retile_loses_nothing(reviewed: Reviewed) 
     assert "reviewed-" not in (reviewed.patches / "manifest.csv").read_text()
     code, output = _invoke(*args)
     assert code == 0 and "added=0" in output and "restored=4" in output
+    assert (reviewed.patches / "manifest.csv").read_bytes() == manifest
+
+
+def test_the_deprecated_reviewed_flag_does_the_same_and_names_the_new_command(reviewed: Reviewed) -> None:
+    manifest = (reviewed.patches / "manifest.csv").read_bytes()
+    where = ("--scenes", str(reviewed.scenes), "--out", str(reviewed.patches))
+    code, new = _invoke("add-reviewed", str(reviewed.csv), *where)
+    assert code == 0, new
+    code, old = _invoke("--reviewed", str(reviewed.csv), *where)
+    assert code == 0, old
+    warnings = [line for line in old.splitlines() if "deprecated" in line]
+    assert warnings == [
+        "Warning: `impacts tile --reviewed FILE` is deprecated; "
+        "use `impacts tile add-reviewed FILE --scenes DIR --out DIR`."
+    ]
+    assert [line for line in old.splitlines() if line not in warnings] == new.splitlines()
     assert (reviewed.patches / "manifest.csv").read_bytes() == manifest

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from rasterio.windows import Window
 
 from impacts.cli import main
-from tiling.manifest import read_manifest
+from tiling.patchset import read_manifest
 from tiling.tfrecord import decode_example, read_record_at
 
 from ..conftest import copy_scenes
@@ -241,6 +241,14 @@ def test_job_array_elements_then_merge_equal_one_run(
         code, output = _tile(scenes_dir, tmp_path, "--seed", "3", "--array-index", str(index))
         assert code == 0, output
         assert not (tmp_path / "manifest.csv").exists()
+    result = CliRunner().invoke(
+        main, ["-q", "tile", "merge", "--scenes", str(scenes_dir), "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "manifest.csv").read_text() == (patch_set / "manifest.csv").read_text()
+    # The flag it replaces still merges, for one release, and says what to use instead.
+    (tmp_path / "manifest.csv").unlink()
     code, output = _tile(scenes_dir, tmp_path, "--seed", "3", "--merge-only")
     assert code == 0, output
+    assert "`impacts tile --merge-only` is deprecated; use `impacts tile merge" in output
     assert (tmp_path / "manifest.csv").read_text() == (patch_set / "manifest.csv").read_text()

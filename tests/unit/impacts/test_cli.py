@@ -27,10 +27,11 @@ print("TF-IMPORTED" if any(m == "tensorflow" or m.startswith("tensorflow.") for 
         ["--help"],
         ["synth", "--help"],
         ["tile", "--help"],
+        ["tile", "merge", "--help"],
         ["-q", "synth", "--out", "{tmp}/s", "--count", "2", "--size", "400x300"],
         ["-q", "tile", "--scenes", "{tmp}/s", "--out", "{tmp}/p", "--workers", "1"],
     ],
-    ids=["help", "synth-help", "tile-help", "synth", "tile"],
+    ids=["help", "synth-help", "tile-help", "tile-merge-help", "synth", "tile"],
 )
 def test_help_and_tiling_commands_never_import_tensorflow(
     args: list[str], tmp_path_factory: pytest.TempPathFactory
