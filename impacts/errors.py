@@ -54,6 +54,10 @@ class PatchSetError(ImpactsError, ValueError):
     """A patch set (shards + manifest) is missing, incomplete or inconsistent."""
 
 
+class BundleError(ImpactsError, FileNotFoundError):
+    """A model bundle is missing, incomplete, or written by an incompatible version."""
+
+
 class RunFolderError(ImpactsError, ValueError):
     """A training run folder (``impacts train --out``) cannot be resumed as it is."""
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from impacts.detections import Detection
+
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
@@ -81,12 +83,20 @@ def _blend_weights(window: int, overlap: int) -> np.ndarray:
 
 
 def tile_detections(
-    prob: np.ndarray, height: int, width: int, threshold: float, min_area_px: int, transform: Any = None
-) -> list[dict[str, Any]]:
+    prob: np.ndarray,
+    height: int,
+    width: int,
+    threshold: float,
+    min_area_px: int,
+    transform: Any = None,
+    scene: str | None = None,
+    model_version: str = "",
+) -> list[Detection]:
     """Connected impacts (8-connected) of the padded map, as ``ComponentTracker`` finds them,
     from whole-array numpy operations rather than a Python step per component (an untrained
     model yields thousands); those starting in the ``height x width`` tile, clipped to it,
-    highest score first, with map coordinates of the centroid when ``transform`` is given."""
+    highest score first, as detection records (ids ``SCENE-00000`` or ``tile-00000``, map
+    fields when ``transform`` is given), exactly as ``impacts predict`` writes them."""
     from scipy import ndimage
 
     mask = prob >= threshold
@@ -112,40 +122,34 @@ def tile_detections(
     # Highest peak first; ties in the tracker's order (first row, first column, label).
     index = np.flatnonzero(keep)
     index = index[np.lexsort((index, col_min[index], row_min[index], -peak[index]))]
-    x = y = [None] * len(index)
-    if transform is not None:
-        xs, ys = transform @ (centroid_col[index] + 0.5, centroid_row[index] + 0.5)
-        x, y = xs.tolist(), ys.tolist()
-    # A peak is a float32 probability: times 1e4 it is exact in float64, so numpy's
-    # multiply-rint-divide rounds it exactly as Python's round(peak, 4).
+    transform_values = tuple(transform)[:6] if transform is not None else None
     columns = zip(
         centroid_row[index].tolist(),
         centroid_col[index].tolist(),
-        x,
-        y,
         row_min[index].tolist(),
         col_min[index].tolist(),
         np.minimum(row_max[index], height - 1).tolist(),
         np.minimum(col_max[index], width - 1).tolist(),
         area[index].tolist(),
-        np.round(peak[index], 4).tolist(),
+        peak[index].tolist(),
         strict=True,
     )
     return [
-        {
-            "id": k,
-            "centroid_row": cr,
-            "centroid_col": cc_,
-            "centroid_x": cx,
-            "centroid_y": cy,
-            "row_min": r0,
-            "col_min": c0,
-            "row_max": r1,
-            "col_max": c1,
-            "area_px": a,
-            "score": score,
-        }
-        for k, (cr, cc_, cx, cy, r0, c0, r1, c1, a, score) in enumerate(columns)
+        Detection.locate(
+            id=f"{scene or 'tile'}-{k:05d}",
+            scene=scene,
+            row_min=r0,
+            col_min=c0,
+            row_max=r1,
+            col_max=c1,
+            centroid_row=cr,
+            centroid_col=cc_,
+            area_px=a,
+            score=score,
+            model_version=model_version,
+            transform=transform_values,
+        )
+        for k, (cr, cc_, r0, c0, r1, c1, a, score) in enumerate(columns)
     ]
 
 

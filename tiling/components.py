@@ -165,7 +165,7 @@ class ComponentTracker:
             out.append(
                 Impact(
                     self._next_id,
-                    Box(int(m[1]), int(m[2]), int(m[3]), int(m[4])),
+                    Box(row_min=int(m[1]), row_max=int(m[2]), col_min=int(m[3]), col_max=int(m[4])),
                     int(m[0]),
                     m[5] / m[0],
                     m[6] / m[0],
@@ -180,7 +180,12 @@ class ComponentTracker:
         ordered = sorted(self._merged().values(), key=lambda m: (m[1], m[3]))
         return [
             Impact(
-                i, Box(int(m[1]), int(m[2]), int(m[3]), int(m[4])), int(m[0]), m[5] / m[0], m[6] / m[0], m[7]
+                i,
+                Box(row_min=int(m[1]), row_max=int(m[2]), col_min=int(m[3]), col_max=int(m[4])),
+                int(m[0]),
+                m[5] / m[0],
+                m[6] / m[0],
+                m[7],
             )
             for i, m in enumerate(ordered)
         ]

@@ -29,12 +29,10 @@ from impacts.errors import (
     RasterFormatError,
     SceneNotFoundError,
 )
+from impacts.scenes import MASK_SUFFIX, ROLE_SUFFIXES, RULE, SCENE_EXT, scene_file, scene_of
 
 log = logging.getLogger(__name__)
 
-MASK_SUFFIX = "_mask"
-#: Suffixes of files that sit beside scenes but are not scenes themselves.
-NON_SCENE_SUFFIXES = (MASK_SUFFIX, "_prob")
 SUPPORTED_DTYPES = ("uint8", "uint16")
 #: GDAL block cache in MB: enough for a stripe of blocks, small enough to keep RSS flat.
 GDAL_CACHE_MB = 128
@@ -92,11 +90,16 @@ def find_scenes(folder: Path) -> list[SceneFiles]:
             f"scene folder {folder} does not exist; pass the folder that holds NAME.tif and NAME_mask.tif files"
         )
     scenes = []
-    for image in sorted(folder.glob("*.tif")):
-        if image.stem.endswith(NON_SCENE_SUFFIXES):
+    for image in sorted(folder.glob(f"*{SCENE_EXT}")):
+        name = scene_of(image)
+        if name is None:  # a mask, a probability map, or a name that is no scene name
+            if not image.stem.endswith(ROLE_SUFFIXES):
+                log.warning(
+                    "%s skipped: %r is not a scene name (%s); rename the file", image, image.stem, RULE
+                )
             continue
-        mask = image.with_name(image.stem + MASK_SUFFIX + ".tif")
-        scenes.append(SceneFiles(image.stem, image, mask if mask.is_file() else None))
+        mask = scene_file(folder, name, MASK_SUFFIX)
+        scenes.append(SceneFiles(name, image, mask if mask.is_file() else None))
     if not scenes:
         raise SceneNotFoundError(
             f"scene folder {folder} holds no NAME.tif scene; generate some with `impacts synth --out {folder}`"

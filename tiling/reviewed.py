@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,18 +39,28 @@ import numpy as np
 
 from impacts.atomic import atomic_path, write_json_atomic
 from impacts.errors import PatchSetError
+from impacts.scenes import MASK_SUFFIX, scene_file
 from tiling.io import (
-    MASK_SUFFIX,
-    NON_SCENE_SUFFIXES,
     SceneFiles,
     SceneInfo,
     open_image,
     open_scene,
     read_window,
 )
-from tiling.manifest import MANIFEST_NAME, PatchRecord, read_manifest, write_manifest
+from tiling.patchset import (
+    EVAL_SPLITS,
+    MANIFEST_NAME,
+    REVIEWED,
+    TRAIN_SPLIT,
+    PatchRecord,
+    PatchSetLayout,
+    read_manifest,
+    record_dtype,
+    reviewed_shard,
+    write_manifest,
+)
 from tiling.shards import encode_patch
-from tiling.tfrecord import TFRecordWriter, decode_example, read_record_at
+from tiling.tfrecord import TFRecordWriter
 from tiling.windows import Box, crop_start_range
 
 log = logging.getLogger(__name__)
@@ -67,12 +76,8 @@ REQUIRED_COLUMNS = (
     "model_version",
 )
 OPTIONAL_COLUMNS = ("reason", "analyst", "decided_at")
-SCENE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # fullmatch: no separator, no newline
 SAFE_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
-REVIEWED_DIR = "reviewed"
-SUMMARY_NAME = "reviewed.json"
-KIND = "reviewed"
-EVAL_SPLITS = ("val", "test")
+KIND = REVIEWED  # the kind (and patch-id prefix) of every patch this module adds
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,7 @@ class HardNegative:
 
 @dataclass
 class ReviewedSummary:
-    """What one ``impacts tile --reviewed`` run did (counts of rows, and the rows skipped)."""
+    """What one ``impacts tile add-reviewed`` run did (counts of rows, and the rows skipped)."""
 
     added: int = 0
     skipped_val_test: int = 0
@@ -114,24 +119,6 @@ def patch_id_for(detection_id: str) -> str:
     return f"{KIND}-{re.sub(r'[^A-Za-z0-9_.-]', '_', detection_id)[:100]}-{digest}"
 
 
-def scene_path(scenes_dir: Path, scene: str) -> Path:
-    """The image of a scene named in a hard-negative list, checked to stay in ``scenes_dir``.
-
-    Raises:
-        ValueError: The name is not ``^[A-Za-z0-9_.-]{1,128}$``, names a mask or probability
-            file, or its path leaves the folder.
-    """
-    if not SCENE_NAME.fullmatch(scene):
-        raise ValueError(f"scene {scene!r} is not a scene name (letters, digits, _ . - only, 1-128 chars)")
-    if scene.endswith(NON_SCENE_SUFFIXES):
-        raise ValueError(f"scene {scene!r} names a {scene.rsplit('_', 1)[-1]} file, not a scene")
-    root = Path(os.path.abspath(scenes_dir))
-    path = Path(os.path.abspath(root / f"{scene}.tif"))
-    if path.parent != root:  # the pattern forbids separators; checked again in case it changes
-        raise ValueError(f"scene {scene!r} resolves outside {scenes_dir}")
-    return path
-
-
 def _int(row: dict[str, str], name: str) -> int:
     text = row[name].strip()
     if not re.fullmatch(r"[0-9]{1,9}", text):
@@ -144,7 +131,12 @@ def _parse_row(row: dict[str, str], line: int) -> HardNegative:
     if not detection_id or len(detection_id) > 256 or not detection_id.isprintable():
         raise ValueError(f"detection_id {detection_id!r} must be 1-256 printable characters")
     scene = row["scene"].strip()
-    box = Box(_int(row, "row_min"), _int(row, "row_max"), _int(row, "col_min"), _int(row, "col_max"))
+    box = Box(
+        row_min=_int(row, "row_min"),
+        row_max=_int(row, "row_max"),
+        col_min=_int(row, "col_min"),
+        col_max=_int(row, "col_max"),
+    )
     if box.row_max < box.row_min or box.col_max < box.col_min:
         raise ValueError(f"box rows {box.row_min}..{box.row_max}, cols {box.col_min}..{box.col_max} is empty")
     try:
@@ -198,8 +190,8 @@ def read_hard_negatives(path: Path, scenes_dir: Path) -> list[HardNegative]:
                     continue
                 try:
                     item = _parse_row(row, line)
-                    scene_path(scenes_dir, item.scene)
-                except ValueError as exc:
+                    scene_file(scenes_dir, item.scene)
+                except ValueError as exc:  # a SceneNameError too
                     raise PatchSetError(f"{path}, line {line}: {exc}; fix or delete the row") from None
                 rows.append(item)
     except UnicodeDecodeError as exc:
@@ -210,20 +202,17 @@ def read_hard_negatives(path: Path, scenes_dir: Path) -> list[HardNegative]:
 def review_window(box: Box, patch_px: int, height: int, width: int) -> tuple[int, int]:
     """Top-left ``(row, col)`` of the patch cut for a reviewed box.
 
-    Along each axis the patch starts at ``(lo + hi + 1 - patch_px) // 2`` (the box centred,
-    the spare pixels split evenly, one more before the box when odd), moved into
-    :func:`tiling.windows.crop_start_range`: the starts that contain the box whole (or, for a
-    box longer than the patch, that stay inside it) and keep the patch in the scene. So a box
-    that fits is always inside its patch; a larger one is cut around its centre.
+    The patch is the box's centred window (:meth:`tiling.windows.Box.centred`, the rule the
+    review's crops use too): a box that fits is always inside its patch; a larger one is cut
+    around its centre.
 
     Raises:
         ValueError: The scene is smaller than a patch or the box leaves the scene.
     """
-    starts = []
     for lo, hi, size in ((box.row_min, box.row_max, height), (box.col_min, box.col_max, width)):
-        first, last = crop_start_range(lo, hi, patch_px, size)
-        starts.append(min(max((lo + hi + 1 - patch_px) // 2, first), last))
-    return starts[0], starts[1]
+        crop_start_range(lo, hi, patch_px, size)  # raises for a short axis or a box outside
+    window = box.centred(patch_px, height, width)
+    return window.row, window.col
 
 
 def _patch_shape(root: Path, records: list[PatchRecord]) -> tuple[int, str]:
@@ -237,8 +226,7 @@ def _patch_shape(root: Path, records: list[PatchRecord]) -> tuple[int, str]:
         raise PatchSetError(
             f"{root}: patches of sizes {sorted(sizes)}; a patch set holds square patches of one size"
         )
-    dtype = decode_example(read_record_at(root / records[0].shard, records[0].offset)).get("dtype", b"uint8")
-    return records[0].height, dtype.decode() if isinstance(dtype, bytes) else "uint8"
+    return records[0].height, record_dtype(root, records[0])
 
 
 @contextmanager
@@ -303,11 +291,11 @@ def _cut(files: SceneFiles, rows: list[HardNegative], patch_px: int, dtype: str,
 def _restore(root: Path, records: list[PatchRecord], patch_px: int, summary: ReviewedSummary) -> None:
     """Put back reviewed rows of ``reviewed/manifest.csv`` that are missing from ``records``
     (a later ``impacts tile`` merge rebuilds ``manifest.csv`` from the scene parts only)."""
-    ledger_path = root / REVIEWED_DIR / MANIFEST_NAME
+    layout = PatchSetLayout(root)
     present = {r.patch_id for r in records}
     eval_scenes = {r.scene for r in records if r.split in EVAL_SPLITS}
-    for r in read_manifest(ledger_path) if ledger_path.is_file() else []:
-        if r.patch_id in present or not (root / r.shard).is_file():
+    for r in read_manifest(layout.reviewed_ledger) if layout.reviewed_ledger.is_file() else []:
+        if r.patch_id in present or not layout.shard(r.shard).is_file():
             continue
         if r.scene in eval_scenes or (r.height, r.width) != (patch_px, patch_px):
             log.warning(
@@ -339,7 +327,7 @@ def _plan(
             counter, why = "skipped_existing", "already in the patch set"
         elif where & set(EVAL_SPLITS):
             counter, why = "skipped_val_test", f"scene {item.scene} is in {'/'.join(sorted(where))}"
-        elif not scene_path(scenes_dir, item.scene).is_file():
+        elif not scene_file(scenes_dir, item.scene).is_file():
             counter, why = "missing_scene", f"no {item.scene}.tif in {scenes_dir}"
         else:
             if not where and item.scene not in summary.new_scenes:
@@ -358,10 +346,10 @@ def _write_shard(root: Path, cuts: list[_Cut], patch_px: int) -> list[PatchRecor
     """Write the patches to ``reviewed/reviewed-<hash of their ids>.tfrecord`` (built as
     ``.partial`` and renamed) and return their manifest records."""
     ids = [patch_id_for(c.item.detection_id) for c in cuts]
-    shard = f"{REVIEWED_DIR}/{KIND}-{hashlib.sha256(chr(10).join(ids).encode()).hexdigest()[:16]}.tfrecord"
-    (root / REVIEWED_DIR).mkdir(exist_ok=True)
+    layout, shard = PatchSetLayout(root), reviewed_shard(ids)
+    layout.reviewed_dir.mkdir(exist_ok=True)
     records = []
-    with atomic_path(root / shard) as partial, TFRecordWriter(partial) as writer:
+    with atomic_path(layout.shard(shard)) as partial, TFRecordWriter(partial) as writer:
         for c, pid in zip(cuts, ids, strict=True):
             offset = writer.write(encode_patch(pid, c.image, c.mask))
             records.append(
@@ -372,7 +360,7 @@ def _write_shard(root: Path, cuts: list[_Cut], patch_px: int) -> list[PatchRecor
                     col=c.col,
                     height=patch_px,
                     width=patch_px,
-                    split="train",
+                    split=TRAIN_SPLIT,
                     kind=KIND,
                     impact_fraction=float(np.count_nonzero(c.mask)) / c.mask.size,
                     nodata_fraction=c.nodata_fraction,
@@ -404,7 +392,8 @@ def append_reviewed(csv_path: Path, scenes_dir: Path, patches_dir: Path) -> Revi
             does not fit its scene or a scene of another pixel type; nothing is written then.
         SceneError: A scene file cannot be used (corrupt, several bands, mask off its grid).
     """
-    manifest_path = patches_dir / MANIFEST_NAME
+    layout = PatchSetLayout(patches_dir)
+    manifest_path = layout.manifest
     if not manifest_path.is_file():
         raise PatchSetError(
             f"{patches_dir} is not a patch set (no {MANIFEST_NAME}); tile the scenes first with "
@@ -417,8 +406,8 @@ def append_reviewed(csv_path: Path, scenes_dir: Path, patches_dir: Path) -> Revi
     _restore(patches_dir, records, patch_px, summary)
     cuts: list[_Cut] = []
     for scene, rows in _plan(items, records, scenes_dir, summary).items():
-        image = scene_path(scenes_dir, scene)
-        mask = image.with_name(f"{scene}{MASK_SUFFIX}.tif")
+        image = scene_file(scenes_dir, scene)
+        mask = scene_file(scenes_dir, scene, MASK_SUFFIX)
         if not mask.is_file():
             log.warning(
                 "scene %s has no mask: its reviewed patches get an empty mask (rejected = no impact)", scene
@@ -432,7 +421,7 @@ def append_reviewed(csv_path: Path, scenes_dir: Path, patches_dir: Path) -> Revi
     if added or summary.restored:
         records += added
         # Ledger first: a run stopped between the two writes is completed by the next run.
-        write_manifest(patches_dir / REVIEWED_DIR / MANIFEST_NAME, [r for r in records if r.kind == KIND])
+        write_manifest(layout.reviewed_ledger, [r for r in records if r.kind == KIND])
         write_manifest(manifest_path, records)
     _write_summary(patches_dir, csv_path, summary)
     return summary
@@ -440,7 +429,7 @@ def append_reviewed(csv_path: Path, scenes_dir: Path, patches_dir: Path) -> Revi
 
 def _write_summary(patches_dir: Path, csv_path: Path, summary: ReviewedSummary) -> None:
     """Append this run to ``reviewed.json`` (one entry per run, newest last)."""
-    path = patches_dir / SUMMARY_NAME
+    path = PatchSetLayout(patches_dir).reviewed_summary
     runs: list[dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else []
     runs.append(
         {"file": str(csv_path), "at": datetime.now(UTC).isoformat(timespec="seconds"), **asdict(summary)}

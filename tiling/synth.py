@@ -20,6 +20,7 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine
 
 from impacts.atomic import atomic_path
+from impacts.errors import SceneError
 from tiling.config import SynthConfig
 from tiling.io import geotiff_profile, open_geotiff_writer, write_window
 from tiling.synth_objects import PlantedObject, make_footprint, plant_objects
@@ -101,6 +102,71 @@ def write_objects(path: Path, objects: tuple[PlantedObject, ...], transform: Aff
                     f"{y:.2f}",
                 ]
             )
+
+
+#: The columns :func:`load_objects` reads.
+KNOWN_OBJECT_COLUMNS = ("kind", "row", "col", "radius_px")
+
+
+@dataclass(frozen=True)
+class KnownObject:
+    """An object known to be in a scene: one line of ``NAME_objects.csv`` (only what the
+    metrics need; the generator's own :class:`tiling.synth_objects.PlantedObject` has more).
+
+    ``kind`` is ``"impact"``, ``"crater"``, ``"shadow"`` or ``"dune"``; ``row``/``col`` the
+    centre in scene pixels; ``radius_px`` the object's radius (semi-major axis for shadows
+    and dune fields).
+    """
+
+    kind: str
+    row: float
+    col: float
+    radius_px: float
+
+
+def load_objects(path: Path) -> list[KnownObject]:
+    """Read the planted objects of a synthetic scene.
+
+    Args:
+        path: ``NAME_objects.csv`` as written by ``impacts synth`` (columns
+            ``id,kind,row,col,radius_px,x,y``; only ``kind``, ``row``, ``col`` and
+            ``radius_px`` are read).
+
+    Returns:
+        The objects in file order; an empty list when the file does not exist (real scenes
+        have no object list).
+
+    Raises:
+        SceneError: The file lacks a needed column or holds a value that is not a number.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in KNOWN_OBJECT_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise SceneError(
+                f"{path}: object list lacks column(s) {', '.join(missing)}; "
+                f"rewrite it with `impacts synth` or delete it"
+            )
+        objects = []
+        for line_no, rec in enumerate(reader, start=2):
+            try:
+                objects.append(
+                    KnownObject(
+                        kind=rec["kind"].strip(),
+                        row=float(rec["row"]),
+                        col=float(rec["col"]),
+                        radius_px=float(rec["radius_px"]),
+                    )
+                )
+            except (TypeError, ValueError, AttributeError) as exc:
+                raise SceneError(
+                    f"{path}, line {line_no}: cannot read object ({exc}); "
+                    f"fix the line or rewrite the file with `impacts synth`"
+                ) from exc
+    return objects
 
 
 @dataclass(frozen=True)

@@ -7,19 +7,56 @@ pixel ranges ``[lo, hi]``, and a patch is ``patch_px`` square.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class Window:
+    """A window of a scene: top-left pixel ``(row, col)`` and its size in pixels."""
+
+    row: int
+    col: int
+    height: int
+    width: int
+
+    def contains(self, box: Box) -> bool:
+        """Whether ``box`` lies whole inside the window."""
+        return (
+            box.row_min >= self.row
+            and box.col_min >= self.col
+            and box.row_max < self.row + self.height
+            and box.col_max < self.col + self.width
+        )
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        """``(row, col, height, width)``, as the review store keeps it."""
+        return self.row, self.col, self.height, self.width
+
+
+@dataclass(frozen=True, kw_only=True)
 class Box:
-    """Inclusive pixel bounding box ``[row_min, row_max] x [col_min, col_max]``."""
+    """Inclusive pixel bounding box ``[row_min, row_max] x [col_min, col_max]``; built with
+    keywords (file formats order the four fields differently)."""
 
     row_min: int
     row_max: int
     col_min: int
     col_max: int
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any]) -> Box:
+        """The box of a record (a detection, a CSV row) with ``row_min``, ``col_min``,
+        ``row_max``, ``col_max`` fields (ints or strings of ints)."""
+        return cls(
+            row_min=int(record["row_min"]),
+            row_max=int(record["row_max"]),
+            col_min=int(record["col_min"]),
+            col_max=int(record["col_max"]),
+        )
 
     @property
     def height(self) -> int:
@@ -28,6 +65,26 @@ class Box:
     @property
     def width(self) -> int:
         return self.col_max - self.col_min + 1
+
+    def centred(self, size_px: int, height: int, width: int) -> Window:
+        """The ``size_px`` square centred on the box, moved to lie inside a ``height x width``
+        scene (an axis shorter than ``size_px`` gives the whole axis).
+
+        Along each axis the window starts at ``(lo + hi + 1 - size_px) // 2`` (the box centred,
+        the spare pixels split evenly, one more before the box when odd), clamped to
+        ``[0, size - extent]`` with ``extent = min(size_px, size)``. A box that fits is then
+        always inside the window (clamping only moves the window towards the box); a larger
+        one is cut around its centre. The review's crops and the patches cut from reviewed
+        detections use this one rule, so an analyst's crop is the patch that is trained on.
+        """
+
+        def axis(lo: int, hi: int, size: int) -> tuple[int, int]:
+            extent = min(size_px, size)
+            return max(0, min((lo + hi + 1 - size_px) // 2, size - extent)), extent
+
+        row, window_h = axis(self.row_min, self.row_max, height)
+        col, window_w = axis(self.col_min, self.col_max, width)
+        return Window(row=row, col=col, height=window_h, width=window_w)
 
 
 def crop_start_range(lo: int, hi: int, patch_px: int, size: int) -> tuple[int, int]:

@@ -27,7 +27,7 @@ from typing import Any
 from impacts import __version__
 from impacts.atomic import PARTIAL_SUFFIX, fsync_path, fsync_tree, read_marker, replace_symlink
 from impacts.config import dump_config, load_config
-from impacts.errors import ConfigError, ImpactsError
+from impacts.errors import BundleError, ConfigError
 from impacts.provenance import git_revision
 from training.config import TrainConfig
 
@@ -38,10 +38,6 @@ MODEL_FILE = "model.keras"
 VERSIONS_SUFFIX = ".versions"
 #: Versions kept: the current one and the one before it.
 KEEP_VERSIONS = 2
-
-
-class BundleError(ImpactsError, FileNotFoundError):
-    """A model bundle is missing or incomplete."""
 
 
 @dataclass

@@ -14,14 +14,13 @@ import numpy as np
 
 from impacts.atomic import write_json_atomic
 from impacts.errors import PatchSetError
-from tiling.manifest import PatchRecord
+from tiling.patchset import EVAL_KINDS, POSITIVE_KINDS, PatchRecord, PatchSet
+from tiling.synth import KnownObject, load_objects
 from training.config import EvalConfig
-from training.data import PatchSet, iterate_patches
+from training.data import iterate_patches
 from training.metrics import (
     ObjectAccumulator,
     PixelAccumulator,
-    PlantedObject,
-    load_objects,
     object_pr_curve,
     patch_objects,
 )
@@ -29,7 +28,6 @@ from training.report import plot_pr_curve, plot_prediction_grid
 
 log = logging.getLogger(__name__)
 
-EVAL_KINDS = ("positive", "negative", "reviewed")
 PR_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.1, 0.91, 0.1))
 
 
@@ -76,7 +74,7 @@ def evaluate_model(
             f"{patches.root}: split {split!r} has no patch; tile with val/test scenes (see split.* in configs/tile.yaml)"
         )
     by_id: dict[str, PatchRecord] = {r.patch_id: r for r in records}
-    objects: dict[str, list[PlantedObject]] = {
+    objects: dict[str, list[KnownObject]] = {
         s: load_objects(patches.objects_csv(s)) for s in {r.scene for r in records}
     }
     thresholds = sorted({*PR_THRESHOLDS, cfg.threshold})
@@ -133,8 +131,8 @@ def evaluate_model(
 
 def _chosen(records: list[PatchRecord], count: int) -> set[str]:
     """Fixed patches to show: half with impacts, half without, first by patch id."""
-    positives = sorted(r.patch_id for r in records if r.kind == "positive")
-    others = sorted(r.patch_id for r in records if r.kind != "positive")
+    positives = sorted(r.patch_id for r in records if r.kind in POSITIVE_KINDS)
+    others = sorted(r.patch_id for r in records if r.kind not in POSITIVE_KINDS)
     half = count // 2
     return set(positives[: count - min(half, len(others))] + others[:half])
 

@@ -21,88 +21,25 @@ which tells hard-negative mining what the model still confuses with an impact.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from impacts.errors import SceneError
+from tiling.synth import KnownObject
 
 #: Kinds a false positive can be given, in report order.
 PATCH_KINDS_FP = ("crater", "shadow", "dune", "nodata_border", "other")
 #: Planted look-alikes that name a false positive near their centre.
 _LOOKALIKE_KINDS = frozenset(PATCH_KINDS_FP) - {"nodata_border", "other"}
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
-_OBJECT_COLUMNS = ("kind", "row", "col", "radius_px")
 #: A planted look-alike names a false positive whose centroid lies within
 #: ``max(_REACH_RADII * radius_px, _MIN_REACH_PX)`` of its centre.
 _REACH_RADII = 1.5
 _MIN_REACH_PX = 8.0
-
-
-@dataclass(frozen=True)
-class PlantedObject:
-    """One line of a synthetic scene's ``NAME_objects.csv`` (only what metrics need).
-
-    ``kind`` is ``"impact"``, ``"crater"``, ``"shadow"`` or ``"dune"``; ``row``/``col`` the
-    centre in scene pixels; ``radius_px`` the object's radius (semi-major axis for shadows
-    and dune fields).
-    """
-
-    kind: str
-    row: float
-    col: float
-    radius_px: float
-
-
-def load_objects(path: Path) -> list[PlantedObject]:
-    """Read the planted objects of a synthetic scene.
-
-    Args:
-        path: ``NAME_objects.csv`` as written by ``impacts synth`` (columns
-            ``id,kind,row,col,radius_px,x,y``; only ``kind``, ``row``, ``col`` and
-            ``radius_px`` are read).
-
-    Returns:
-        The objects in file order; an empty list when the file does not exist (real scenes
-        have no object list).
-
-    Raises:
-        SceneError: The file lacks a needed column or holds a value that is not a number.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return []
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in _OBJECT_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise SceneError(
-                f"{path}: object list lacks column(s) {', '.join(missing)}; "
-                f"rewrite it with `impacts synth` or delete it"
-            )
-        objects = []
-        for line_no, rec in enumerate(reader, start=2):
-            try:
-                objects.append(
-                    PlantedObject(
-                        kind=rec["kind"].strip(),
-                        row=float(rec["row"]),
-                        col=float(rec["col"]),
-                        radius_px=float(rec["radius_px"]),
-                    )
-                )
-            except (TypeError, ValueError, AttributeError) as exc:
-                raise SceneError(
-                    f"{path}, line {line_no}: cannot read object ({exc}); "
-                    f"fix the line or rewrite the file with `impacts synth`"
-                ) from exc
-    return objects
 
 
 def _ratio(num: int, den: int, both_empty: bool) -> float:
@@ -234,7 +171,7 @@ def patch_objects(
     *,
     nodata: np.ndarray | None = None,
     origin: tuple[int, int] = (0, 0),
-    objects: Sequence[PlantedObject] = (),
+    objects: Sequence[KnownObject] = (),
     min_area_px: int = 4,
     border_px: int = 3,
 ) -> PatchObjects:
@@ -252,7 +189,7 @@ def patch_objects(
         nodata: ``H x W`` bool mask, True = no-data; None means every pixel is valid.
         origin: Scene ``(row, col)`` of the patch's top-left pixel.
         objects: Planted objects of the scene (scene pixel coordinates), e.g. from
-            :func:`load_objects`; empty for real scenes.
+            :func:`tiling.synth.load_objects`; empty for real scenes.
         min_area_px: Predicted components smaller than this are ignored (neither counted
             nor allowed to detect a true object).
         border_px: How close (px) to no-data a false positive must come to be

@@ -25,33 +25,13 @@ from tqdm import tqdm
 
 from impacts.atomic import atomic_path, read_marker, write_json_atomic
 from impacts.config import StrictModel
+from impacts.detections import CSV_COLUMNS, Detection, feature_collection
 from impacts.errors import ImpactsError, SceneError, SceneNotFoundError
 from tiling.components import Impact
 from tiling.io import find_scenes, geotiff_profile, open_geotiff_writer, open_image, read_window, write_window
 from training.inference import keras_predictor, predict_scene
 
 log = logging.getLogger(__name__)
-
-CSV_COLUMNS = [
-    "id",
-    "scene",
-    "centroid_row",
-    "centroid_col",
-    "centroid_x",
-    "centroid_y",
-    "row_min",
-    "col_min",
-    "row_max",
-    "col_max",
-    "x_min",
-    "y_min",
-    "x_max",
-    "y_max",
-    "area_px",
-    "area_m2",
-    "score",
-    "model_version",
-]
 
 
 class PredictConfig(StrictModel):
@@ -86,75 +66,35 @@ def _outputs(out: Path, name: str) -> dict[str, Path]:
     }
 
 
-def detection_records(
-    detections: list[Impact], scene: str, transform: Any, version: str
-) -> list[dict[str, Any]]:
-    """One dict per detection with pixel and map coordinates (pixel centres; a box spans
-    whole pixels), area and score."""
-    res_x, res_y = abs(transform.a), abs(transform.e)
-    rows = []
-    for k, d in enumerate(sorted(detections, key=lambda d: -d.peak)):
-        cx, cy = transform @ (d.centroid_col + 0.5, d.centroid_row + 0.5)
-        x0, y0 = transform @ (d.box.col_min, d.box.row_max + 1)
-        x1, y1 = transform @ (d.box.col_max + 1, d.box.row_min)
-        rows.append(
-            {
-                "id": f"{scene}-{k:05d}",
-                "scene": scene,
-                "centroid_row": round(d.centroid_row, 2),
-                "centroid_col": round(d.centroid_col, 2),
-                "centroid_x": round(cx, 3),
-                "centroid_y": round(cy, 3),
-                "row_min": d.box.row_min,
-                "col_min": d.box.col_min,
-                "row_max": d.box.row_max,
-                "col_max": d.box.col_max,
-                "x_min": round(min(x0, x1), 3),
-                "y_min": round(min(y0, y1), 3),
-                "x_max": round(max(x0, x1), 3),
-                "y_max": round(max(y0, y1), 3),
-                "area_px": d.area_px,
-                "area_m2": round(d.area_px * res_x * res_y, 1),
-                "score": round(d.peak, 4),
-                "model_version": version,
-            }
+def detection_records(detections: list[Impact], scene: str, transform: Any, version: str) -> list[Detection]:
+    """The records of a scene's detections, highest score first, ids ``SCENE-00000`` on."""
+    return [
+        Detection.locate(
+            id=f"{scene}-{k:05d}",
+            scene=scene,
+            row_min=d.box.row_min,
+            col_min=d.box.col_min,
+            row_max=d.box.row_max,
+            col_max=d.box.col_max,
+            centroid_row=d.centroid_row,
+            centroid_col=d.centroid_col,
+            area_px=d.area_px,
+            score=d.peak,
+            model_version=version,
+            transform=transform,
         )
-    return rows
-
-
-def write_detections(paths: dict[str, Path], records: list[dict[str, Any]], scene: str, crs: Any) -> None:
-    """Write detections as GeoJSON (box polygons in the scene CRS) and CSV, atomically."""
-    features = [
-        {
-            "type": "Feature",
-            "id": r["id"],
-            "geometry": {
-                "type": "Polygon",
-                "coordinates": [
-                    [
-                        [r["x_min"], r["y_min"]],
-                        [r["x_max"], r["y_min"]],
-                        [r["x_max"], r["y_max"]],
-                        [r["x_min"], r["y_max"]],
-                        [r["x_min"], r["y_min"]],
-                    ]
-                ],
-            },
-            "properties": r,
-        }
-        for r in records
+        for k, d in enumerate(sorted(detections, key=lambda d: -d.peak))
     ]
-    collection = {
-        "type": "FeatureCollection",
-        "name": f"{scene}_detections",
-        "crs": {"type": "name", "properties": {"name": crs.to_wkt() if crs else None}},
-        "features": features,
-    }
+
+
+def write_detections(paths: dict[str, Path], records: list[Detection], scene: str, crs: Any) -> None:
+    """Write detections as GeoJSON (box polygons in the scene CRS) and CSV, atomically."""
+    collection = feature_collection(records, f"{scene}_detections", crs.to_wkt() if crs else None)
     write_json_atomic(paths["geojson"], collection, indent=1)
     with atomic_path(paths["csv"]) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, CSV_COLUMNS, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(records)
+        writer.writerows(r.properties() for r in records)
 
 
 def predict_one(

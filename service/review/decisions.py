@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from impacts.errors import ReviewError, ReviewNotFoundError
-from service.review.models import DECISIONS, REASONS, Analyst, AuditEntry, Decision, Detection
+from service.review.models import DECISIONS, REASONS, Analyst, AuditEntry, Decision, DetectionRow
 from service.review.schemas import AuditOut, DecisionOut, decision_dict, decision_out, status_of
 
 MAX_NOTE_CHARS = 2000
@@ -45,7 +45,7 @@ class DecisionsMixin(ABC):
             )
         return row
 
-    def _restatus(self, s: Session, detection: Detection) -> str:
+    def _restatus(self, s: Session, detection: DetectionRow) -> str:
         kinds = s.scalars(
             select(Decision.decision).where(Decision.detection_id == detection.id, Decision.live)
         )
@@ -84,7 +84,7 @@ class DecisionsMixin(ABC):
         with self._tx(write=True) as s:
             who = self._lock_analyst(s, analyst)
             detection = s.scalars(
-                select(Detection).where(Detection.id == detection_id).with_for_update(key_share=True)
+                select(DetectionRow).where(DetectionRow.id == detection_id).with_for_update(key_share=True)
             ).first()
             if detection is None:
                 raise ReviewNotFoundError(
@@ -146,7 +146,9 @@ class DecisionsMixin(ABC):
             if last is None:
                 return None
             detection = s.scalars(
-                select(Detection).where(Detection.id == last.detection_id).with_for_update(key_share=True)
+                select(DetectionRow)
+                .where(DetectionRow.id == last.detection_id)
+                .with_for_update(key_share=True)
             ).one()
             now, status_before = self._clock(), detection.status
             last.live, last.ended_at, last.ended_by = False, now, "undone"
@@ -171,7 +173,7 @@ class DecisionsMixin(ABC):
     def decisions(self, detection_id: int) -> list[DecisionOut]:
         """Every decision on a detection, live and ended, oldest first."""
         with self._tx(write=False) as s:
-            status = s.scalar(select(Detection.status).where(Detection.id == detection_id))
+            status = s.scalar(select(DetectionRow.status).where(DetectionRow.id == detection_id))
             if status is None:
                 raise ReviewNotFoundError(
                     f"detection {detection_id} does not exist; list them with the queue"
@@ -191,7 +193,7 @@ class DecisionsMixin(ABC):
             ReviewNotFoundError: No such detection.
         """
         with self._tx(write=False) as s:
-            if s.get(Detection, detection_id) is None:
+            if s.get(DetectionRow, detection_id) is None:
                 raise ReviewNotFoundError(
                     f"detection {detection_id} does not exist; list them with the queue"
                 )

@@ -8,7 +8,7 @@
   accepted detections come from scenes in different CRSs the collection's ``crs`` is null
   and every feature carries its own ``crs_wkt``.
 - ``accepted.csv``: the same properties, one row per detection (:data:`ACCEPTED_COLUMNS`).
-- ``hard_negatives.csv``: rejected detections for ``impacts tile --reviewed``
+- ``hard_negatives.csv``: rejected detections for ``impacts tile add-reviewed``
   (:data:`HARD_NEGATIVE_COLUMNS`, inclusive pixel box in scene pixels).
 
 Detections in conflict (analysts disagree), unsure or pending are in neither list; the
@@ -29,15 +29,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from impacts.atomic import write_text_atomic
+from impacts.detections import CSV_COLUMNS, Detection
 from service.review.schemas import DecisionOut, DetectionOut
 from service.review.store import ReviewStore
 from tiling.reviewed import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
-from training.predict import CSV_COLUMNS
 
 log = logging.getLogger(__name__)
 
 # The columns of `impacts predict`'s CSV, with the decision; rejections in the columns
-# `impacts tile --reviewed` reads.
+# `impacts tile add-reviewed` reads.
 ACCEPTED_COLUMNS = ["detection_id", *CSV_COLUMNS, "analyst", "decided_at"]
 HARD_NEGATIVE_COLUMNS = [*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS]
 FILES = {
@@ -60,10 +60,6 @@ class ExportSummary:
     files: list[Path] = field(default_factory=list)
 
 
-def _to_map(t: tuple[float, ...], col: float, row: float) -> tuple[float, float]:
-    return t[0] * col + t[1] * row + t[2], t[3] * col + t[4] * row + t[5]
-
-
 def detection_record(d: DetectionOut, decision: DecisionOut | None = None) -> dict[str, Any]:
     """The predict-style properties of a reviewed detection, plus who decided and when.
 
@@ -75,30 +71,21 @@ def detection_record(d: DetectionOut, decision: DecisionOut | None = None) -> di
     Returns:
         A flat dict with every :data:`ACCEPTED_COLUMNS` key (and ``reason`` with a decision).
     """
-    x0, y0 = _to_map(d.transform, d.col_min, d.row_max + 1)
-    x1, y1 = _to_map(d.transform, d.col_max + 1, d.row_min)
-    res_x, res_y = abs(d.transform[0]), abs(d.transform[4])
-    record: dict[str, Any] = {
-        "detection_id": d.id,
-        "id": d.key.rsplit("@", 1)[0],
-        "scene": d.scene,
-        "centroid_row": d.centroid_row,
-        "centroid_col": d.centroid_col,
-        "centroid_x": d.centroid_x,
-        "centroid_y": d.centroid_y,
-        "row_min": d.row_min,
-        "col_min": d.col_min,
-        "row_max": d.row_max,
-        "col_max": d.col_max,
-        "x_min": round(min(x0, x1), 3),
-        "y_min": round(min(y0, y1), 3),
-        "x_max": round(max(x0, x1), 3),
-        "y_max": round(max(y0, y1), 3),
-        "area_px": d.area_px,
-        "area_m2": round(d.area_px * res_x * res_y, 1),
-        "score": d.score,
-        "model_version": d.model_version,
-    }
+    located = Detection.locate(
+        id=d.key.rsplit("@", 1)[0],
+        scene=d.scene,
+        row_min=d.row_min,
+        col_min=d.col_min,
+        row_max=d.row_max,
+        col_max=d.col_max,
+        centroid_row=d.centroid_row,
+        centroid_col=d.centroid_col,
+        area_px=d.area_px,
+        score=d.score,
+        model_version=d.model_version,
+        transform=d.transform,
+    )
+    record: dict[str, Any] = {"detection_id": d.id, **located.properties()}
     if decision is not None:
         record.update(analyst=decision.analyst, decided_at=decision.at.isoformat(), reason=decision.reason)
     else:
@@ -110,13 +97,8 @@ def detection_record(d: DetectionOut, decision: DecisionOut | None = None) -> di
 
 
 def _feature(record: dict[str, Any]) -> dict[str, Any]:
-    x0, y0, x1, y1 = record["x_min"], record["y_min"], record["x_max"], record["y_max"]
-    return {
-        "type": "Feature",
-        "id": record["id"],
-        "geometry": {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]},
-        "properties": record,
-    }
+    detection, extra = Detection.split(record)
+    return detection.feature(extra)
 
 
 def _geojson(name: str, items: Iterable[tuple[dict[str, Any], str | None]]) -> str:

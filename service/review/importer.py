@@ -26,26 +26,24 @@ from __future__ import annotations
 import io
 import json
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
-from pydantic import BaseModel, ConfigDict, ValidationError
 from tqdm import tqdm
 
-from impacts.errors import DetectionImportError, ImpactsError, SceneNotFoundError
+from impacts import scenes
+from impacts.detections import Detection
+from impacts.errors import DetectionImportError, ImpactsError, SceneNameError, SceneNotFoundError
 from service.review.schemas import DetectionIn
 from service.review.store import ReviewStore
 from tiling.io import open_image, read_window
-from tiling.windows import Box
+from tiling.windows import Box, Window
 
 log = logging.getLogger(__name__)
 
-SCENE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 CONTEXT_OUT_PX = 256
 OUTLINE_RGB = (255, 40, 40)
 #: Colour of an outline side that the view cuts: the box goes on beyond it.
@@ -55,26 +53,6 @@ HELP = "pass a NAME_detections.geojson written by `impacts predict`"
 
 #: ``(row, col, height, width) -> 2-D array`` of scene pixels.
 WindowReader = Callable[[int, int, int, int], np.ndarray]
-
-
-class PredictedProperties(BaseModel):
-    """The properties of one ``impacts predict`` feature that the review needs."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    scene: str
-    row_min: int
-    col_min: int
-    row_max: int
-    col_max: int
-    centroid_row: float
-    centroid_col: float
-    centroid_x: float
-    centroid_y: float
-    area_px: int
-    score: float
-    model_version: str
-    id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,14 +72,14 @@ class ImportSummary:
         return self.features - self.added - self.skipped
 
 
-def read_predictions(path: Path) -> list[tuple[str, PredictedProperties]]:
+def read_predictions(path: Path) -> list[tuple[str, Detection]]:
     """Read and validate a predict GeoJSON.
 
     Args:
         path: ``NAME_detections.geojson``.
 
     Returns:
-        ``(feature id, properties)`` per feature, in file order.
+        ``(feature id, record)`` per feature, in file order.
 
     Raises:
         DetectionImportError: Not JSON, not a FeatureCollection, or a feature lacks a property
@@ -121,76 +99,36 @@ def read_predictions(path: Path) -> list[tuple[str, PredictedProperties]]:
         props = feature.get("properties") if isinstance(feature, dict) else None
         if not isinstance(props, dict):
             raise DetectionImportError(f"{path}: feature {k} has no properties object; {HELP}")
-        try:
-            p = PredictedProperties.model_validate(props)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise DetectionImportError(f"{path}: feature {k} ({problems}); {HELP}") from exc
-        if not SCENE_NAME.fullmatch(p.scene):
+        fid = feature.get("id") or props.get("id")
+        fallback = f"{props.get('scene')}:{props.get('row_min')},{props.get('col_min')},{props.get('row_max')},{props.get('col_max')}"
+        p = Detection.from_properties({**props, "id": str(fid or fallback)}, f"{path}: feature {k}")
+        if not scenes.is_scene_name(p.scene):
             raise DetectionImportError(
-                f"{path}: feature {k} names scene {p.scene!r}; a scene name is 1-128 letters, digits, "
-                "'_', '.' or '-' (no paths)"
+                f"{path}: feature {k} names scene {p.scene!r}; a scene name is {scenes.RULE}"
             )
-        if p.row_min > p.row_max or p.col_min > p.col_max:
-            raise DetectionImportError(f"{path}: feature {k} has an empty box (min > max); {HELP}")
-        fid = feature.get("id") or p.id or f"{p.scene}:{p.row_min},{p.col_min},{p.row_max},{p.col_max}"
-        out.append((str(fid), p))
+        if p.centroid_x is None or p.centroid_y is None:
+            raise DetectionImportError(f"{path}: feature {k} has no centroid_x/centroid_y; {HELP}")
+        out.append((p.id, p))
     return out
 
 
 def scene_file(scenes_dir: Path, scene: str) -> Path:
-    """``scenes_dir/SCENE.tif``, refusing names that would lead outside ``scenes_dir``.
+    """``scenes_dir/SCENE.tif`` (:func:`impacts.scenes.scene_file`), which must exist.
 
     Raises:
-        DetectionImportError: The name is not a plain scene name, or the resolved path (links
-            followed) leaves the folder.
+        DetectionImportError: The name is not a scene name, or the path (links followed)
+            leaves the folder.
         SceneNotFoundError: The scene file does not exist.
     """
-    if not SCENE_NAME.fullmatch(scene):
-        raise DetectionImportError(
-            f"scene name {scene!r} refused: use 1-128 letters, digits, '_', '.' or '-'"
-        )
-    root = scenes_dir.resolve()
-    path = (root / f"{scene}.tif").resolve()
-    if path.parent != root:
-        raise DetectionImportError(f"scene {scene!r} resolves to {path}, outside {root}; refused")
+    try:
+        path = scenes.scene_file(scenes_dir, scene)
+    except SceneNameError as exc:
+        raise DetectionImportError(str(exc)) from exc
     if not path.is_file():
         raise SceneNotFoundError(
             f"scene {scene} not found: no {path}; pass --scenes, the folder `impacts predict` read the scenes from"
         )
     return path
-
-
-def centred_window(box: Box, size_px: int, height: int, width: int) -> tuple[int, int, int, int]:
-    """A ``size_px`` square centred on ``box``, shifted to lie inside the scene.
-
-    Rows: ``row0 = clamp(centre - size_px // 2, 0, height - size_px)`` with
-    ``centre = (row_min + row_max) // 2`` (same for columns); a scene smaller than
-    ``size_px`` gives the whole axis.
-
-    Returns:
-        ``(row0, col0, height, width)`` in scene pixels.
-    """
-
-    def axis(lo: int, hi: int, size: int) -> tuple[int, int]:
-        extent = min(size_px, size)
-        start = (lo + hi) // 2 - size_px // 2
-        return max(0, min(start, size - extent)), extent
-
-    row0, h = axis(box.row_min, box.row_max, height)
-    col0, w = axis(box.col_min, box.col_max, width)
-    return row0, col0, h, w
-
-
-def fits_window(box: Box, window: tuple[int, int, int, int]) -> bool:
-    """Whether ``box`` lies whole inside ``window`` = ``(row0, col0, height, width)``."""
-    row0, col0, height, width = window
-    return (
-        box.row_min >= row0
-        and box.col_min >= col0
-        and box.row_max < row0 + height
-        and box.col_max < col0 + width
-    )
 
 
 def stretch_limits(pixels: np.ndarray) -> tuple[float, float]:
@@ -244,31 +182,32 @@ def render_views(
     Returns:
         ``(crop_png, mask_png, context_png, crop_window)`` with ``crop_window`` as
         ``(row0, col0, height, width)``. A box larger than a window is drawn clipped to it
-        (see :func:`fits_window`); on the context view the cut sides are yellow.
+        (``Window.contains``); on the context view the cut sides are yellow. Both windows are
+        centred on the box by :meth:`tiling.windows.Box.centred`.
     """
-    context_window = centred_window(box, context_px, height, width)
-    c_row, c_col, c_h, c_w = context_window
-    context = read(c_row, c_col, c_h, c_w)
+    around = box.centred(context_px, height, width)
+    context = read(*around.as_tuple())
     limits = stretch_limits(context)
-    window = centred_window(box, crop_px, height, width)
-    crop = to_uint8(read(*window), limits)
-    mask = box_outline(window[2], window[3], box, window[0], window[1])
-    scale = min(1.0, CONTEXT_OUT_PX / max(c_h, c_w))
+    window = box.centred(crop_px, height, width)
+    crop = to_uint8(read(*window.as_tuple()), limits)
+    mask = box_outline(window.height, window.width, box, window.row, window.col)
+    scale = min(1.0, CONTEXT_OUT_PX / max(around.height, around.width))
     view = Image.fromarray(to_uint8(context, limits)).convert("RGB")
     if scale < 1.0:
-        view = view.resize((max(1, round(c_w * scale)), max(1, round(c_h * scale))), Image.Resampling.BOX)
-    _draw_outline(view, box, context_window, scale)
-    return _png(crop), _png(mask), _png(np.asarray(view)), window
+        size = (max(1, round(around.width * scale)), max(1, round(around.height * scale)))
+        view = view.resize(size, Image.Resampling.BOX)
+    _draw_outline(view, box, around, scale)
+    return _png(crop), _png(mask), _png(np.asarray(view)), window.as_tuple()
 
 
-def _draw_outline(view: Image.Image, box: Box, window: tuple[int, int, int, int], scale: float) -> None:
+def _draw_outline(view: Image.Image, box: Box, window: Window, scale: float) -> None:
     """Outline ``box`` on the context ``view`` of ``window`` (scene px times ``scale``).
 
     The rectangle is clipped to the view and at least one view pixel wide, so a box larger
     than the view, or one smaller than a view pixel, is drawn all the same; a side cut by
     the view is drawn in :data:`CLIPPED_RGB`.
     """
-    row0, col0, height, width = window
+    row0, col0, height, width = window.as_tuple()
     last_x, last_y = view.width - 1, view.height - 1
 
     def span(lo: int, hi: int, start: int, last: int) -> tuple[float, float]:
@@ -313,9 +252,9 @@ def import_detections(
         SceneNotFoundError: A scene file is missing.
     """
     records = read_predictions(geojson_path)
-    by_scene: dict[str, list[tuple[str, PredictedProperties]]] = {}
+    by_scene: dict[str, list[tuple[str, Detection]]] = {}
     for fid, p in records:
-        by_scene.setdefault(p.scene, []).append((fid, p))
+        by_scene.setdefault(str(p.scene), []).append((fid, p))  # a scene name: read_predictions checked it
     paths = {scene: scene_file(scenes_dir, scene) for scene in by_scene}  # every name checked first
     added = clipped = skipped = 0
     with tqdm(total=len(records), desc=geojson_path.name, unit="det", disable=None) as bar:
@@ -331,9 +270,9 @@ def import_detections(
                 transform = tuple(info.transform)[:6]
                 batch: list[DetectionIn] = []
                 for fid, p in items:
-                    box = Box(p.row_min, p.row_max, p.col_min, p.col_max)
+                    box = Box.of(p.properties())
                     try:
-                        crop, mask, context, window = render_views(
+                        views = render_views(
                             lambda r, c, h, w: read_window(ds, r, c, h, w),
                             info.height,
                             info.width,
@@ -347,7 +286,7 @@ def import_detections(
                         skipped += 1
                         bar.update(1)
                         continue
-                    if not fits_window(box, centred_window(box, context_px, info.height, info.width)):
+                    if not box.centred(context_px, info.height, info.width).contains(box):
                         log.warning(
                             "detection %s: its %dx%d px box is larger than the %d px context view; "
                             "shown clipped (cut sides in yellow)",
@@ -357,18 +296,15 @@ def import_detections(
                             context_px,
                         )
                         clipped += 1
-                    fields: dict[str, Any] = p.model_dump(exclude={"id"})
-                    fields["score"] = min(max(p.score, 0.0), 1.0)
+                    key = f"{fid}@{p.model_version}"
                     batch.append(
-                        DetectionIn(
-                            **fields,
-                            key=f"{fid}@{p.model_version}",
+                        DetectionIn.of(
+                            p,
+                            key=key,
+                            scene=scene,
                             crs_wkt=crs_wkt,
                             transform=transform,
-                            window=window,
-                            crop_png=crop,
-                            mask_png=mask,
-                            context_png=context,
+                            views=views,
                             source="import",
                         )
                     )

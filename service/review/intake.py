@@ -10,40 +10,19 @@ second upload of the same tile add nothing.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from impacts.errors import SceneNameError
+from impacts.detections import Detection
+from impacts.scenes import check_scene_name
 from service.decode import Tile
-from service.review.schemas import SCENE_PATTERN, DetectionIn
+from service.review.schemas import DetectionIn
 from service.review.store import ReviewStore
 from tiling.windows import Box
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
-_SCENE = re.compile(SCENE_PATTERN)
-
-
-def check_scene_name(scene: str | None) -> str:
-    """Validate a scene name from a request.
-
-    Args:
-        scene: The name, e.g. the ``scene`` form field of a predict request.
-
-    Returns:
-        The name unchanged.
-
-    Raises:
-        SceneNameError: Missing, or not 1-128 letters, digits, ``_``, ``.`` or ``-``.
-    """
-    if scene is None or not _SCENE.fullmatch(scene):
-        raise SceneNameError(
-            f"scene name {scene!r} refused: send the form field `scene` with 1-128 letters, digits, "
-            "'_', '.' or '-' (no paths)"
-        )
-    return scene
 
 
 def tile_digest(data: bytes) -> str:
@@ -53,7 +32,7 @@ def tile_digest(data: bytes) -> str:
 
 def tile_review_items(
     image: np.ndarray,
-    detections: Sequence[dict[str, Any]],
+    detections: Sequence[Detection],
     scene: str,
     model_version: str,
     digest: str,
@@ -64,8 +43,8 @@ def tile_review_items(
 
     Args:
         image: The tile's pixels (height, width), as decoded (uint8, uint16 or float).
-        detections: The predict answer's detections (id, row_min, col_min, row_max, col_max,
-            centroid_row, centroid_col, centroid_x, centroid_y, area_px, score) in tile pixels.
+        detections: The predict answer's detection records, in tile pixels (the key of the
+            k-th is ``SCENE:DIGEST-k@VERSION``).
         scene: Scene name the analyst sees (validated).
         model_version: Version of the model that predicted.
         digest: :func:`tile_digest` of the upload.
@@ -89,34 +68,12 @@ def tile_review_items(
         return np.asarray(image[row : row + h, col : col + w])
 
     items = []
-    for d in detections:
-        box = Box(d["row_min"], d["row_max"], d["col_min"], d["col_max"])
-        crop, mask, context, window = render_views(read, height, width, box)
-        x, y = d.get("centroid_x"), d.get("centroid_y")
-        if x is None or y is None:  # no georeference: map coordinates are pixel centres
-            x, y = d["centroid_col"] + 0.5, d["centroid_row"] + 0.5
+    for k, d in enumerate(detections):
+        views = render_views(read, height, width, Box.of(d.properties()))
+        key = f"{scene}:{digest}-{k:05d}@{model_version}"
         items.append(
-            DetectionIn(
-                key=f"{scene}:{digest}-{int(d['id']):05d}@{model_version}",
-                scene=scene,
-                row_min=box.row_min,
-                col_min=box.col_min,
-                row_max=box.row_max,
-                col_max=box.col_max,
-                centroid_row=d["centroid_row"],
-                centroid_col=d["centroid_col"],
-                centroid_x=x,
-                centroid_y=y,
-                area_px=d["area_px"],
-                score=min(max(float(d["score"]), 0.0), 1.0),
-                model_version=model_version,
-                crs_wkt=crs_wkt,
-                transform=affine,
-                window=window,
-                crop_png=crop,
-                mask_png=mask,
-                context_png=context,
-                source="service",
+            DetectionIn.of(
+                d, key=key, scene=scene, crs_wkt=crs_wkt, transform=affine, views=views, source="service"
             )
         )
     return items

@@ -121,7 +121,7 @@ class ApiToken(Base):
     created_at: Mapped[datetime]
 
 
-class Detection(Base):
+class DetectionRow(Base):
     __tablename__ = "detections"
     __table_args__ = (
         CheckConstraint(_in("status", STATUSES), name="status"),

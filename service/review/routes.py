@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from impacts.errors import ImpactsError
+from impacts.scenes import SceneName
 from service.guard import impacts_error_answer
 from service.review import pages
 from service.review.http import (
@@ -32,7 +33,6 @@ from service.review.http import (
     error_docs,
 )
 from service.review.schemas import (
-    SCENE_PATTERN,
     AuditOut,
     DecisionKind,
     DecisionOut,
@@ -75,7 +75,7 @@ class QueueQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    scene: str | None = Field(None, pattern=SCENE_PATTERN)
+    scene: SceneName | None = None
     score_min: float | None = Field(None, ge=0, le=1)
     score_max: float | None = Field(None, ge=0, le=1)
     status: Status | Literal["all"] = Field("pending", description="Detection status; all = any.")

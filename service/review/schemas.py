@@ -8,9 +8,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.review.models import Decision, Detection
+from impacts.detections import Detection
+from impacts.scenes import SceneName
+from service.review.models import Decision, DetectionRow
 
-SCENE_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
 Status = Literal["pending", "accept", "reject", "unsure", "conflict"]
 DecisionKind = Literal["accept", "reject", "unsure"]
 Reason = Literal["crater", "shadow", "nodata_border", "artefact", "other"]
@@ -26,7 +27,7 @@ class _Detection(BaseModel):
     key: str = Field(
         min_length=1, max_length=256, description="Unique key, e.g. predict id + '@' + model version."
     )
-    scene: str = Field(pattern=SCENE_PATTERN, description="Scene name (NAME of SCENES/NAME.tif).")
+    scene: SceneName
     row_min: int = Field(ge=0, description="Inclusive pixel box in the scene: first row.")
     col_min: int = Field(ge=0, description="First column.")
     row_max: int = Field(ge=0, description="Last row (inclusive).")
@@ -62,6 +63,50 @@ class DetectionIn(_Detection):
     crop_png: bytes = Field(description="Grayscale PNG of the crop window.")
     mask_png: bytes = Field(description="0/255 PNG of the predicted mask (box outline) on the crop window.")
     context_png: bytes = Field(description="PNG of a wider view around the detection.")
+
+    @classmethod
+    def of(
+        cls,
+        record: Detection,
+        *,
+        key: str,
+        scene: str,
+        crs_wkt: str | None,
+        transform: tuple[float, ...],
+        views: tuple[bytes, bytes, bytes, tuple[int, int, int, int]],
+        source: Source,
+    ) -> DetectionIn:
+        """A queue item from a detection record and its views (``render_views``' answer).
+
+        Without map coordinates (a tile without georeference) the centroid's are its pixel
+        centres, as the identity ``transform`` then says; the score is clamped to [0, 1].
+        """
+        x, y = record.centroid_x, record.centroid_y
+        if x is None or y is None:
+            x, y = record.centroid_col + 0.5, record.centroid_row + 0.5
+        crop, mask, context, window = views
+        return cls(
+            key=key,
+            scene=scene,
+            row_min=record.row_min,
+            col_min=record.col_min,
+            row_max=record.row_max,
+            col_max=record.col_max,
+            centroid_row=record.centroid_row,
+            centroid_col=record.centroid_col,
+            centroid_x=x,
+            centroid_y=y,
+            area_px=record.area_px,
+            score=min(max(record.score, 0.0), 1.0),
+            model_version=record.model_version,
+            crs_wkt=crs_wkt,
+            transform=transform,
+            window=window,
+            crop_png=crop,
+            mask_png=mask,
+            context_png=context,
+            source=source,
+        )
 
 
 class DecisionOut(BaseModel):
@@ -109,10 +154,10 @@ class QueueFilter(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    scene: str | None = Field(None, pattern=SCENE_PATTERN)
+    scene: SceneName | None = None
     score_min: float | None = Field(None, ge=0, le=1)
     score_max: float | None = Field(None, ge=0, le=1)
-    status: Status | None = Field("pending", description="Detection status; None lists every status.")
+    status: Status | None = Field("pending", description="DetectionRow status; None lists every status.")
     model_version: str | None = None
     undecided_by: str | None = Field(
         None, description="Only detections this analyst has no live decision on."
@@ -158,7 +203,7 @@ class SceneProgress(BaseModel):
 
 
 def status_of(decisions: list[str]) -> str:
-    """Detection status from its live decisions: pending, the agreed one, or conflict."""
+    """DetectionRow status from its live decisions: pending, the agreed one, or conflict."""
     kinds = set(decisions)
     if not kinds:
         return "pending"
@@ -192,9 +237,9 @@ def decision_out(d: Decision, analyst: str, status: str) -> DecisionOut:
     )
 
 
-def detection_out(row: Detection, live: list[LiveDecision]) -> DetectionOut:
+def detection_out(row: DetectionRow, live: list[LiveDecision]) -> DetectionOut:
     """A detection row as :class:`DetectionOut`, with its live decisions."""
-    fields = {name: getattr(row, name) for name in DetectionOut.model_fields if hasattr(Detection, name)}
+    fields = {name: getattr(row, name) for name in DetectionOut.model_fields if hasattr(DetectionRow, name)}
     fields.update(
         transform=tuple(row.transform),
         window=(row.win_row, row.win_col, row.win_height, row.win_width),

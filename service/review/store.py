@@ -54,8 +54,8 @@ from service.review.models import (
     Analyst,
     AuditEntry,
     Decision,
-    Detection,
     DetectionImage,
+    DetectionRow,
 )
 from service.review.schemas import (
     DecisionOut,
@@ -179,10 +179,10 @@ class ReviewStore(AccountsMixin, DecisionsMixin):
                         status="pending",
                     )
                     stmt = (
-                        self._insert(Detection)
+                        self._insert(DetectionRow)
                         .values(**values)
                         .on_conflict_do_nothing(index_elements=["key"])
-                        .returning(Detection.id)
+                        .returning(DetectionRow.id)
                     )
                     new_id = s.scalar(stmt)
                     if new_id is None:
@@ -230,30 +230,32 @@ class ReviewStore(AccountsMixin, DecisionsMixin):
         """One page of detections matching ``f``, by score (or scene, then score)."""
         conditions: list[Any] = []
         if f.scene is not None:
-            conditions.append(Detection.scene == f.scene)
+            conditions.append(DetectionRow.scene == f.scene)
         if f.score_min is not None:
-            conditions.append(Detection.score >= f.score_min)
+            conditions.append(DetectionRow.score >= f.score_min)
         if f.score_max is not None:
-            conditions.append(Detection.score <= f.score_max)
+            conditions.append(DetectionRow.score <= f.score_max)
         if f.status is not None:
-            conditions.append(Detection.status == f.status)
+            conditions.append(DetectionRow.status == f.status)
         if f.model_version is not None:
-            conditions.append(Detection.model_version == f.model_version)
+            conditions.append(DetectionRow.model_version == f.model_version)
         if f.undecided_by is not None:
             mine = (
                 select(Decision.id)
                 .join(Analyst, Analyst.id == Decision.analyst_id)
-                .where(Decision.detection_id == Detection.id, Decision.live, Analyst.name == f.undecided_by)
+                .where(
+                    Decision.detection_id == DetectionRow.id, Decision.live, Analyst.name == f.undecided_by
+                )
             )
             conditions.append(~mine.exists())
-        order = [Detection.score.desc(), Detection.id]
+        order = [DetectionRow.score.desc(), DetectionRow.id]
         if f.order == "scene":
-            order.insert(0, Detection.scene)  # type: ignore[arg-type]
+            order.insert(0, DetectionRow.scene)  # type: ignore[arg-type]
         with self._tx(write=False) as s:
-            total = s.scalar(select(func.count(Detection.id)).where(*conditions)) or 0
+            total = s.scalar(select(func.count(DetectionRow.id)).where(*conditions)) or 0
             rows = list(
                 s.scalars(
-                    select(Detection).where(*conditions).order_by(*order).limit(f.limit).offset(f.offset)
+                    select(DetectionRow).where(*conditions).order_by(*order).limit(f.limit).offset(f.offset)
                 )
             )
             live = self._live(s, [r.id for r in rows])
@@ -268,7 +270,7 @@ class ReviewStore(AccountsMixin, DecisionsMixin):
             ReviewNotFoundError: No such detection.
         """
         with self._tx(write=False) as s:
-            row = s.get(Detection, detection_id)
+            row = s.get(DetectionRow, detection_id)
             if row is None:
                 raise ReviewNotFoundError(
                     f"detection {detection_id} does not exist; list them with the queue"
@@ -296,8 +298,8 @@ class ReviewStore(AccountsMixin, DecisionsMixin):
         counts: dict[str, dict[str, int]] = {}
         with self._tx(write=False) as s:
             rows = s.execute(
-                select(Detection.scene, Detection.status, func.count()).group_by(
-                    Detection.scene, Detection.status
+                select(DetectionRow.scene, DetectionRow.status, func.count()).group_by(
+                    DetectionRow.scene, DetectionRow.status
                 )
             )
             for scene, status, n in rows:
@@ -315,16 +317,16 @@ class ReviewStore(AccountsMixin, DecisionsMixin):
             for scene, c in sorted(counts.items())
         ]
 
-    def _by_status(self, status: str) -> Iterator[tuple[DetectionOut, Detection]]:
+    def _by_status(self, status: str) -> Iterator[tuple[DetectionOut, DetectionRow]]:
         """Detections of one status in id order, a page per short read transaction."""
         after = 0
         while True:
             with self._tx(write=False) as s:
                 rows = list(
                     s.scalars(
-                        select(Detection)
-                        .where(Detection.status == status, Detection.id > after)
-                        .order_by(Detection.id)
+                        select(DetectionRow)
+                        .where(DetectionRow.status == status, DetectionRow.id > after)
+                        .order_by(DetectionRow.id)
                         .limit(PAGE)
                     )
                 )

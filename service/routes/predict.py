@@ -18,27 +18,14 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from pydantic_core import to_json
 
+from impacts.detections import Detection
+from impacts.errors import SceneNameError
+from impacts.scenes import check_scene_name
 from service.decode import Tile, TileError, decode_tile
 from service.state import ServiceDep, State
 from service.tiles import mask_geotiff, mask_png, tile_detections, tile_probabilities
 
 router = APIRouter()
-
-
-class Detection(BaseModel):
-    """One detected impact in tile pixels (and map units for a GeoTIFF tile)."""
-
-    id: int
-    centroid_row: float
-    centroid_col: float
-    centroid_x: float | None = None
-    centroid_y: float | None = None
-    row_min: int
-    col_min: int
-    row_max: int
-    col_max: int
-    area_px: int
-    score: float
 
 
 class PredictResponse(BaseModel):
@@ -140,9 +127,10 @@ async def predict(
     scene = None
     raw = form.get("scene")
     if review or raw is not None:  # a bad scene name is refused even when not reviewing
-        from service.review.intake import check_scene_name
-
-        checked = check_scene_name(raw if isinstance(raw, str) else None)
+        try:
+            checked = check_scene_name(raw if isinstance(raw, str) else None)
+        except SceneNameError as exc:
+            raise SceneNameError(f"form field `scene`: {exc}") from exc
         scene = checked if review else None
     # Everything from decoding to the encoded answer runs in a request thread: the event
     # loop only moves bytes, and one request's numpy work never stalls the others.
@@ -173,7 +161,10 @@ def _answer(
         }
         if wanted == "json" or scene is not None:
             min_area = state.bundle.config.evaluation.min_area_px
-            answer["detections"] = tile_detections(prob, height, width, threshold, min_area, tile.transform)
+            version = state.bundle.version
+            answer["detections"] = tile_detections(
+                prob, height, width, threshold, min_area, tile.transform, scene, version
+            )
         if wanted == "png":
             body, media_type = mask_png(mask), "image/png"
         elif wanted == "geotiff":

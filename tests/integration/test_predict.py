@@ -96,7 +96,7 @@ def test_detections_land_at_the_right_map_coordinates(tmp_path: Path) -> None:
         nodata=0.0,
         min_area_px=4,
     )
-    (record,) = detection_records(result.detections, "S", transform, "v")
+    (record,) = [r.properties() for r in detection_records(result.detections, "S", transform, "v")]
     assert (record["centroid_row"], record["centroid_col"]) == (100.0, 170.0)
     assert record["centroid_x"] == pytest.approx(1_000_000 + 170.5 * 6)
     assert record["centroid_y"] == pytest.approx(500_000 - 100.5 * 6)

@@ -15,6 +15,7 @@ from PIL import Image
 from rasterio.io import MemoryFile
 from rasterio.transform import Affine
 
+from impacts.detections import Detection
 from service.app import create_app
 from service.routes.predict import PredictResponse
 from service.settings import Settings
@@ -84,26 +85,24 @@ def _expected(client: TestClient, tile: np.ndarray, transform: Affine | None) ->
         (d for d in result.detections if d.box.row_min < height and d.box.col_min < width),
         key=lambda d: -d.peak,
     )
-    detections = []
-    for k, d in enumerate(kept):
-        x = y = None
-        if transform is not None:
-            x, y = transform @ (d.centroid_col + 0.5, d.centroid_row + 0.5)
-        detections.append(
-            {
-                "id": k,
-                "centroid_row": d.centroid_row,
-                "centroid_col": d.centroid_col,
-                "centroid_x": x,
-                "centroid_y": y,
-                "row_min": d.box.row_min,
-                "col_min": d.box.col_min,
-                "row_max": min(d.box.row_max, height - 1),
-                "col_max": min(d.box.col_max, width - 1),
-                "area_px": d.area_px,
-                "score": round(d.peak, 4),
-            }
-        )
+    # The records impacts predict writes for the same detections (clipped to the tile).
+    detections = [
+        Detection.locate(
+            id=f"tile-{k:05d}",
+            scene=None,
+            row_min=d.box.row_min,
+            col_min=d.box.col_min,
+            row_max=min(d.box.row_max, height - 1),
+            col_max=min(d.box.col_max, width - 1),
+            centroid_row=d.centroid_row,
+            centroid_col=d.centroid_col,
+            area_px=d.area_px,
+            score=d.peak,
+            model_version=state.bundle.version,
+            transform=transform,
+        ).properties()
+        for k, d in enumerate(kept)
+    ]
     return prob[:height, :width] >= threshold, detections
 
 

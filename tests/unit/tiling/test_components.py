@@ -108,7 +108,9 @@ def test_diagonal_touch_across_stripe_boundary_is_one_impact(
     assert len(impacts) == 1
     impact = impacts[0]
     assert impact.area_px == 2
-    assert impact.box == Box(1, 2, min(upper[1], lower[1]), max(upper[1], lower[1]))
+    assert impact.box == Box(
+        row_min=1, row_max=2, col_min=min(upper[1], lower[1]), col_max=max(upper[1], lower[1])
+    )
     assert (impact.centroid_row, impact.centroid_col) == pytest.approx((1.5, (upper[1] + lower[1]) / 2))
 
 
@@ -118,7 +120,10 @@ def test_pixels_two_columns_apart_across_boundary_stay_separate() -> None:
     mask[2, 3] = 1
     impacts = _track(mask, [0, 2, 4])
     assert [i.area_px for i in impacts] == [1, 1]
-    assert [i.box for i in impacts] == [Box(1, 1, 1, 1), Box(2, 2, 3, 3)]
+    assert [i.box for i in impacts] == [
+        Box(row_min=1, row_max=1, col_min=1, col_max=1),
+        Box(row_min=2, row_max=2, col_min=3, col_max=3),
+    ]
 
 
 def test_u_shape_joined_only_in_a_later_stripe_is_one_impact() -> None:
@@ -132,7 +137,7 @@ def test_u_shape_joined_only_in_a_later_stripe_is_one_impact() -> None:
     assert len(impacts) == 1
     impact = impacts[0]
     assert impact.area_px == 4 + 4 + 5
-    assert impact.box == Box(0, 4, 1, 5)
+    assert impact.box == Box(row_min=0, row_max=4, col_min=1, col_max=5)
     rows, cols = np.nonzero(mask)
     assert (impact.centroid_row, impact.centroid_col) == pytest.approx((rows.mean(), cols.mean()))
 
@@ -145,7 +150,7 @@ def test_comb_whose_arms_join_in_the_last_row_is_one_impact() -> None:
     impacts = _track(mask, [0, 3, 5, 8, 9])
     assert len(impacts) == 1
     assert impacts[0].area_px == int(mask.sum())
-    assert impacts[0].box == Box(0, 8, 0, 8)
+    assert impacts[0].box == Box(row_min=0, row_max=8, col_min=0, col_max=8)
 
 
 def test_arms_stay_separate_until_joined_after_an_empty_stripe() -> None:
@@ -154,7 +159,10 @@ def test_arms_stay_separate_until_joined_after_an_empty_stripe() -> None:
     mask[0:2, 1] = 1
     mask[4:6, 1] = 1
     impacts = _track(mask, [0, 2, 4, 6])
-    assert [i.box for i in impacts] == [Box(0, 1, 1, 1), Box(4, 5, 1, 1)]
+    assert [i.box for i in impacts] == [
+        Box(row_min=0, row_max=1, col_min=1, col_max=1),
+        Box(row_min=4, row_max=5, col_min=1, col_max=1),
+    ]
 
 
 @pytest.mark.parametrize(

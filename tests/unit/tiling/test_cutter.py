@@ -73,7 +73,10 @@ def _window(a: np.ndarray, c: Cut) -> np.ndarray:
     return a[c.row : c.row + P, c.col : c.col + P]
 
 
-BOXES = [Box(150 + 70 * k, 155 + 70 * k, 150 + 70 * k, 155 + 70 * k) for k in range(6)]
+BOXES = [
+    Box(row_min=150 + 70 * k, row_max=155 + 70 * k, col_min=150 + 70 * k, col_max=155 + 70 * k)
+    for k in range(6)
+]
 
 
 def test_train_scene_gets_balanced_positives_negatives_and_pool() -> None:
@@ -112,7 +115,14 @@ def test_val_and_test_scenes_get_eval_counts_and_no_pool() -> None:
 
 def test_negatives_cover_the_whole_scene() -> None:
     height, width = 1024, 1536
-    image, mask, _ = _scene(height, width, [Box(30, 35, 40, 45), Box(100, 104, 120, 126)])
+    image, mask, _ = _scene(
+        height,
+        width,
+        [
+            Box(row_min=30, row_max=35, col_min=40, col_max=45),
+            Box(row_min=100, row_max=104, col_min=120, col_max=126),
+        ],
+    )
     _, rest = _run(
         image,
         mask,
@@ -130,7 +140,7 @@ def test_negatives_cover_the_whole_scene() -> None:
 
 
 def test_an_impact_taller_than_a_stripe_is_cut_whole() -> None:
-    image, mask, _ = _scene(400, 400, [Box(100, 300, 200, 205)])
+    image, mask, _ = _scene(400, 400, [Box(row_min=100, row_max=300, col_min=200, col_max=205)])
     positives, _ = _run(image, mask, "train", _cfg(), [16] * 25)
     assert len(positives) == 4
     assert all(np.array_equal(c.mask, _window(mask, c) != 0) and c.mask.all(axis=0).any() for c in positives)

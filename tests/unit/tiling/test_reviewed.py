@@ -9,12 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from impacts.errors import PatchSetError
+from impacts.scenes import scene_file
 from tiling.reviewed import (
     append_reviewed,
     patch_id_for,
     read_hard_negatives,
     review_window,
-    scene_path,
 )
 from tiling.windows import Box
 
@@ -38,7 +38,7 @@ def review_cases(draw: st.DrawFn) -> tuple[Box, int, int, int]:
     col_min = draw(st.integers(0, width - 1))
     row_max = draw(st.integers(row_min, min(height - 1, row_min + draw(st.integers(0, 2 * patch_px)))))
     col_max = draw(st.integers(col_min, min(width - 1, col_min + draw(st.integers(0, 2 * patch_px)))))
-    return Box(row_min, row_max, col_min, col_max), patch_px, height, width
+    return Box(row_min=row_min, row_max=row_max, col_min=col_min, col_max=col_max), patch_px, height, width
 
 
 @settings(deadline=None, max_examples=500)
@@ -62,17 +62,17 @@ def test_window_stays_in_the_scene_and_holds_a_box_that_fits(case: tuple[Box, in
 
 
 def test_window_is_centred_on_the_box_and_clamped_at_the_scene_edge() -> None:
-    assert review_window(Box(100, 109, 200, 219), 128, 900, 700) == (41, 146)
-    assert review_window(Box(0, 5, 0, 5), 128, 900, 700) == (0, 0)
-    assert review_window(Box(880, 899, 690, 699), 128, 900, 700) == (772, 572)
-    assert review_window(Box(100, 399, 100, 299), 128, 900, 700) == (186, 136)
+    assert review_window(Box(row_min=100, row_max=109, col_min=200, col_max=219), 128, 900, 700) == (41, 146)
+    assert review_window(Box(row_min=0, row_max=5, col_min=0, col_max=5), 128, 900, 700) == (0, 0)
+    assert review_window(Box(row_min=880, row_max=899, col_min=690, col_max=699), 128, 900, 700) == (772, 572)
+    assert review_window(Box(row_min=100, row_max=399, col_min=100, col_max=299), 128, 900, 700) == (186, 136)
 
 
 def test_a_valid_list_is_read_with_its_lines(tmp_path: Path) -> None:
     path = _write(tmp_path, HEADER, GOOD, "", "7,S2,0,0,0,0,0.5,v3,,,")
     rows = read_hard_negatives(path, tmp_path)
     assert [(r.line, r.detection_id, r.scene) for r in rows] == [(2, "S1-00003", "S1"), (4, "7", "S2")]
-    assert rows[0].box == Box(10, 30, 20, 50)
+    assert rows[0].box == Box(row_min=10, row_max=30, col_min=20, col_max=50)
     assert (rows[0].score, rows[0].model_version, rows[0].reason, rows[0].analyst) == (
         0.91,
         "v3",
@@ -86,7 +86,7 @@ def test_a_byte_order_mark_and_the_optional_columns_are_not_needed(tmp_path: Pat
     path.write_text(
         "\ufeffdetection_id,scene,row_min,col_min,row_max,col_max,score,model_version\n1,S1,1,2,3,4,0.2,v1\n"
     )
-    assert read_hard_negatives(path, tmp_path)[0].box == Box(1, 3, 2, 4)
+    assert read_hard_negatives(path, tmp_path)[0].box == Box(row_min=1, row_max=3, col_min=2, col_max=4)
 
 
 def test_missing_columns_are_named_with_the_fix(tmp_path: Path) -> None:
@@ -130,14 +130,7 @@ def test_unsafe_or_non_scene_names_are_refused(tmp_path: Path, scene: str) -> No
     with pytest.raises(PatchSetError, match=r"line 2: scene .* fix or delete the row"):
         read_hard_negatives(path, tmp_path)
     with pytest.raises(ValueError):
-        scene_path(tmp_path, scene)
-
-
-def test_scene_paths_stay_in_the_folder(tmp_path: Path) -> None:
-    assert scene_path(tmp_path, "B01_x.y-z") == tmp_path / "B01_x.y-z.tif"
-    assert scene_path(tmp_path / "a" / ".." / "b", "..").parent == tmp_path / "b"
-    with pytest.raises(ValueError, match="not a scene name"):
-        scene_path(tmp_path, "S1\n")
+        scene_file(tmp_path, scene)
 
 
 def test_patch_ids_are_stable_unique_and_safe() -> None:

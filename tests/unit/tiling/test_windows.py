@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tiling.windows import Box, CellGrid, cell_sums, crop_start_range, random_crop, stripe_rows
+from tiling.windows import Box, CellGrid, Window, cell_sums, crop_start_range, random_crop, stripe_rows
 
 
 @st.composite
@@ -32,7 +32,7 @@ def crop_cases(draw: st.DrawFn) -> tuple[Box, int, int, int]:
     col_min = draw(st.integers(0, width - 1))
     row_max = draw(st.integers(row_min, height - 1))
     col_max = draw(st.integers(col_min, width - 1))
-    return Box(row_min, row_max, col_min, col_max), patch_px, height, width
+    return Box(row_min=row_min, row_max=row_max, col_min=col_min, col_max=col_max), patch_px, height, width
 
 
 @settings(deadline=None, max_examples=200)
@@ -77,8 +77,8 @@ def test_random_crop_stays_in_scene_and_holds_the_box(case: tuple[Box, int, int,
 @pytest.mark.parametrize(
     "box",
     [
-        Box(500, 504, 700, 706),  # in the middle of the scene
-        Box(60, 62, 0, 3),  # near the top, on the left border
+        Box(row_min=500, row_max=504, col_min=700, col_max=706),  # in the middle of the scene
+        Box(row_min=60, row_max=62, col_min=0, col_max=3),  # near the top, on the left border
     ],
 )
 def test_random_crop_spreads_the_impact_over_the_patch(box: Box) -> None:
@@ -102,7 +102,7 @@ def test_random_crop_spreads_the_impact_over_the_patch(box: Box) -> None:
 
 def test_random_crop_spread_covers_both_borders_of_the_patch() -> None:
     # The impact's offset inside the patch runs from 0 (top/left) to patch - box (bottom/right).
-    box, patch_px = Box(400, 409, 300, 309), 64
+    box, patch_px = Box(row_min=400, row_max=409, col_min=300, col_max=309), 64
     rng = np.random.default_rng(1)
     crops = np.array([random_crop(box, patch_px, 800, 800, rng) for _ in range(500)])
     offset_row = box.row_min - crops[:, 0]
@@ -123,9 +123,9 @@ def test_crop_start_range_rejects_scene_smaller_than_patch(
 def test_random_crop_rejects_scene_smaller_than_patch() -> None:
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="shorter than"):
-        random_crop(Box(0, 3, 0, 3), 128, 100, 500, rng)
+        random_crop(Box(row_min=0, row_max=3, col_min=0, col_max=3), 128, 100, 500, rng)
     with pytest.raises(ValueError, match="shorter than"):
-        random_crop(Box(0, 3, 0, 3), 128, 500, 100, rng)
+        random_crop(Box(row_min=0, row_max=3, col_min=0, col_max=3), 128, 500, 100, rng)
 
 
 @pytest.mark.parametrize(("lo", "hi"), [(-1, 3), (5, 4), (10, 100)])
@@ -208,3 +208,59 @@ def test_stripe_rows_is_a_whole_number_of_blocks_near_the_target(
     assert rows >= block_rows
     assert rows >= wanted
     assert rows < max(wanted, 1) + block_rows  # rounded up to the next block, no further
+
+
+def test_a_centred_window_stays_inside_the_scene() -> None:
+    assert Box(row_min=100, row_max=110, col_min=200, col_max=220).centred(128, 900, 700).as_tuple() == (
+        41,
+        146,
+        128,
+        128,
+    )
+    assert Box(row_min=0, row_max=3, col_min=0, col_max=3).centred(128, 900, 700).as_tuple() == (
+        0,
+        0,
+        128,
+        128,
+    )
+    assert Box(row_min=895, row_max=899, col_min=690, col_max=699).centred(128, 900, 700).as_tuple() == (
+        772,
+        572,
+        128,
+        128,
+    )
+    assert Box(row_min=10, row_max=20, col_min=10, col_max=20).centred(512, 300, 700).as_tuple() == (
+        0,
+        0,
+        300,
+        512,
+    )
+    # A box that fits is inside its centred window wherever it lies (and the spare pixels
+    # split evenly, one more before the box when odd).
+    assert Box(row_min=100, row_max=109, col_min=200, col_max=219).centred(128, 900, 700) == Window(
+        row=41, col=146, height=128, width=128
+    )
+
+
+@st.composite
+def boxes_in_scenes(draw: st.DrawFn) -> tuple[Box, int, int, int]:
+    """``(box, size_px, height, width)``: a box inside a scene of any size, a window of any size."""
+    size_px, height, width = draw(st.integers(1, 200)), draw(st.integers(1, 300)), draw(st.integers(1, 300))
+    row_min, col_min = draw(st.integers(0, height - 1)), draw(st.integers(0, width - 1))
+    row_max, col_max = draw(st.integers(row_min, height - 1)), draw(st.integers(col_min, width - 1))
+    return Box(row_min=row_min, row_max=row_max, col_min=col_min, col_max=col_max), size_px, height, width
+
+
+@given(boxes_in_scenes())
+def test_a_box_that_fits_is_inside_its_centred_window(case: tuple[Box, int, int, int]) -> None:
+    box, patch_px, height, width = case
+    window = box.centred(patch_px, height, width)
+    assert 0 <= window.row <= height - window.height and 0 <= window.col <= width - window.width
+    assert (window.height, window.width) == (min(patch_px, height), min(patch_px, width))
+    if box.height <= window.height and box.width <= window.width:
+        assert window.contains(box)
+
+
+def test_a_box_is_built_from_any_record_with_its_four_fields() -> None:
+    record = {"col_max": "9", "row_min": 1, "scene": "S", "row_max": 3, "col_min": "2"}
+    assert Box.of(record) == Box(row_min=1, row_max=3, col_min=2, col_max=9)

@@ -9,14 +9,12 @@ import pytest
 
 from impacts.errors import SceneError
 from tiling.config import SynthConfig
-from tiling.synth import synth_scenes
+from tiling.synth import KnownObject, load_objects, synth_scenes
 from training.metrics import (
     PATCH_KINDS_FP,
     ObjectAccumulator,
     PatchObjects,
     PixelAccumulator,
-    PlantedObject,
-    load_objects,
     object_pr_curve,
     patch_objects,
     pixel_metrics,
@@ -133,8 +131,8 @@ def test_speck_below_min_area_is_ignored() -> None:
 
 def test_false_positive_near_planted_crater_is_crater_in_scene_coordinates() -> None:
     prob = _blob((32, 32), 20, 6)
-    crater = PlantedObject("crater", row=1000 + 21.0, col=500 + 7.0, radius_px=4.0)
-    far_shadow = PlantedObject("shadow", row=1000 + 20.0, col=500 + 20.0, radius_px=4.0)
+    crater = KnownObject("crater", row=1000 + 21.0, col=500 + 7.0, radius_px=4.0)
+    far_shadow = KnownObject("shadow", row=1000 + 20.0, col=500 + 20.0, radius_px=4.0)
     out = patch_objects(np.zeros((32, 32)), prob, 0.5, origin=(1000, 500), objects=[far_shadow, crater])
     assert out.n_pred == 1 and out.n_true_positive_pred == 0
     ((row, col, kind),) = out.false_positives
@@ -148,13 +146,13 @@ def test_false_positive_near_planted_crater_is_crater_in_scene_coordinates() -> 
 def test_nearest_lookalike_within_reach_names_the_false_positive() -> None:
     prob = _blob((64, 64), 30, 30)
     objects = [
-        PlantedObject("dune", 30.0, 40.0, 10.0),  # 10 px away, reach 15
-        PlantedObject("shadow", 30.0, 35.0, 2.0),  # 5 px away, reach 8: nearest
-        PlantedObject("crater", 30.0, 31.0, 1.0),  # 1 px away, reach 8: nearer still
+        KnownObject("dune", 30.0, 40.0, 10.0),  # 10 px away, reach 15
+        KnownObject("shadow", 30.0, 35.0, 2.0),  # 5 px away, reach 8: nearest
+        KnownObject("crater", 30.0, 31.0, 1.0),  # 1 px away, reach 8: nearer still
     ]
     assert patch_objects(np.zeros((64, 64)), prob, 0.5, objects=objects[:2]).false_positives[0][2] == "shadow"
     assert patch_objects(np.zeros((64, 64)), prob, 0.5, objects=objects).false_positives[0][2] == "crater"
-    beyond = [PlantedObject("dune", 30.0, 46.0, 10.0)]  # 16 px away, reach 15
+    beyond = [KnownObject("dune", 30.0, 46.0, 10.0)]  # 16 px away, reach 15
     assert patch_objects(np.zeros((64, 64)), prob, 0.5, objects=beyond).false_positives[0][2] == "other"
 
 
@@ -174,7 +172,7 @@ def test_false_positive_next_to_nodata_is_nodata_border_else_other() -> None:
 
 def test_planted_impact_never_names_a_false_positive() -> None:
     prob = _blob((32, 32), 16, 16)
-    impact = PlantedObject("impact", 16.0, 16.0, 5.0)
+    impact = KnownObject("impact", 16.0, 16.0, 5.0)
     out = patch_objects(np.zeros((32, 32)), prob, 0.5, objects=[impact])
     assert out.false_positives[0][2] == "other"
 

@@ -19,9 +19,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 
 from impacts.config import load_config
-from impacts.errors import ConfigError
+from impacts.errors import BundleError, ConfigError
 from training import load_bundle
-from training.bundle import BundleError, export_bundle
+from training.bundle import export_bundle
 from training.config import ModelConfig, TrainConfig
 from training.model import build_unet, count_trainable
 

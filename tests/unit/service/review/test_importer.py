@@ -18,7 +18,7 @@ from rasterio.windows import Window
 
 from impacts.errors import DetectionImportError, SceneNotFoundError
 from service.review import importer
-from service.review.importer import centred_window, import_detections, render_views
+from service.review.importer import import_detections, render_views
 from service.review.schemas import QueueFilter
 from service.review.store import ReviewStore
 from tiling.windows import Box
@@ -136,13 +136,6 @@ def test_import_cuts_crop_mask_and_context_from_the_scene(
     assert (again.added, again.existing) == (0, n), "a second import adds nothing"
 
 
-def test_centred_window_stays_inside_the_scene() -> None:
-    assert centred_window(Box(100, 110, 200, 220), 128, 900, 700) == (41, 146, 128, 128)
-    assert centred_window(Box(0, 3, 0, 3), 128, 900, 700) == (0, 0, 128, 128)
-    assert centred_window(Box(895, 899, 690, 699), 128, 900, 700) == (772, 572, 128, 128)
-    assert centred_window(Box(10, 20, 10, 20), 512, 300, 700) == (0, 0, 300, 512)
-
-
 def test_render_views_stretches_uint16_like_its_context() -> None:
     rng = np.random.default_rng(0)
     scene = rng.integers(1000, 3000, size=(300, 400)).astype(np.uint16)
@@ -151,12 +144,14 @@ def test_render_views_stretches_uint16_like_its_context() -> None:
     def read(row: int, col: int, height: int, width: int) -> np.ndarray:
         return scene[row : row + height, col : col + width]
 
-    crop, mask, context, window = render_views(read, 300, 400, Box(140, 159, 190, 209), 64, 256)
-    assert window == (117, 167, 64, 64)
+    crop, mask, context, window = render_views(
+        read, 300, 400, Box(row_min=140, row_max=159, col_min=190, col_max=209), 64, 256
+    )
+    assert window == (118, 168, 64, 64)  # the 20 px box centred: 22 spare pixels on each side
     crop_px = _png(crop)
     assert crop_px.dtype == np.uint8 and crop_px.shape == (64, 64)
     assert crop_px[30, 30] == 255 and crop_px[:10].mean() < 200
-    assert _png(mask)[23, 23] == 255 and _png(mask)[30, 30] == 0
+    assert _png(mask)[22, 22] == 255 and _png(mask)[30, 30] == 0  # the box corner: 140 - 118
     assert _png(context).shape == (256, 256, 3)
 
 
@@ -250,11 +245,23 @@ def _has(view: np.ndarray, rgb: tuple[int, int, int]) -> bool:
 @pytest.mark.parametrize(
     ("box", "clipped"),
     [
-        (Box(5, 2990, 3, 1995), True),  # a weak model's detection covering most of the scene
-        (Box(0, 2999, 1000, 1000), True),  # taller than the view and one pixel wide
-        (Box(0, 0, 0, 0), False),  # one pixel in the top-left corner
-        (Box(2990, 2999, 1990, 1999), False),  # touching the bottom and right edges
-        (Box(1500, 1500, 0, 1999), True),  # one pixel high, from the left edge to the right
+        (
+            Box(row_min=5, row_max=2990, col_min=3, col_max=1995),
+            True,
+        ),  # a weak model's detection covering most of the scene
+        (
+            Box(row_min=0, row_max=2999, col_min=1000, col_max=1000),
+            True,
+        ),  # taller than the view and one pixel wide
+        (Box(row_min=0, row_max=0, col_min=0, col_max=0), False),  # one pixel in the top-left corner
+        (
+            Box(row_min=2990, row_max=2999, col_min=1990, col_max=1999),
+            False,
+        ),  # touching the bottom and right edges
+        (
+            Box(row_min=1500, row_max=1500, col_min=0, col_max=1999),
+            True,
+        ),  # one pixel high, from the left edge to the right
     ],
 )
 def test_every_box_gets_its_views_and_a_box_larger_than_the_view_is_clipped(box: Box, clipped: bool) -> None:
@@ -273,7 +280,7 @@ def test_every_box_gets_its_views_and_a_box_larger_than_the_view_is_clipped(box:
     assert view.shape == (256, 256, 3)
     assert _has(view, RED) or _has(view, YELLOW), "the box is outlined on the context view"
     assert _has(view, YELLOW) == clipped, "sides the view cuts are yellow, and only those"
-    assert importer.fits_window(box, centred_window(box, 512, *BIG)) == (not clipped)
+    assert box.centred(512, *BIG).contains(box) == (not clipped)
 
 
 def _big_scene(folder: Path, name: str = "B01_000001_1800_XN_00N001W") -> str:
@@ -311,11 +318,11 @@ def _features(path: Path, scene: str, boxes: list[Box]) -> Path:
 
 
 BOXES = [
-    Box(5, 2990, 3, 1995),
-    Box(0, 2999, 0, 1999),
-    Box(0, 0, 0, 0),
-    Box(2990, 2999, 1990, 1999),
-    Box(100, 120, 200, 215),
+    Box(row_min=5, row_max=2990, col_min=3, col_max=1995),
+    Box(row_min=0, row_max=2999, col_min=0, col_max=1999),
+    Box(row_min=0, row_max=0, col_min=0, col_max=0),
+    Box(row_min=2990, row_max=2999, col_min=1990, col_max=1999),
+    Box(row_min=100, row_max=120, col_min=200, col_max=215),
 ]
 
 

@@ -15,8 +15,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from impacts.detections import Detection
+from impacts.errors import SceneNameError
 from service.review.http import CSRF_HEADER
-from service.review.intake import SceneNameError, tile_digest, tile_review_items
+from service.review.intake import tile_digest, tile_review_items
 from service.review.routes import install_review
 from service.review.settings import ReviewSettings
 from service.review.store import ReviewStore
@@ -296,25 +298,27 @@ def test_settings_come_from_impacts_review_variables(monkeypatch: pytest.MonkeyP
 def test_tile_detections_become_review_items_that_the_queue_shows(review_url: str) -> None:
     image = np.zeros((200, 300), np.uint8)
     image[50:60, 100:112] = 200
-    detection = {
-        "id": 0,
-        "row_min": 50,
-        "col_min": 100,
-        "row_max": 59,
-        "col_max": 111,
-        "centroid_row": 54.5,
-        "centroid_col": 105.5,
-        "centroid_x": None,
-        "centroid_y": None,
-        "area_px": 120,
-        "score": 0.8765,
-    }
+    detection = Detection.locate(
+        id="ESP_012345_1234-00000",
+        scene="ESP_012345_1234",
+        row_min=50,
+        col_min=100,
+        row_max=59,
+        col_max=111,
+        centroid_row=54.5,
+        centroid_col=105.5,
+        area_px=120,
+        score=0.8765,
+        model_version="v9",
+    )
     digest = tile_digest(image.tobytes())
     items = tile_review_items(image, [detection], "ESP_012345_1234", "v9", digest)
     assert len(items) == 1
     item = items[0]
     assert item.key == f"ESP_012345_1234:{digest}-00000@v9"
-    assert (item.source, item.centroid_x, item.window) == ("service", 106.0, (0, 41, 128, 128))
+    # The crop is the box's centred window (tiling.windows.Box.centred: columns 100-111 leave
+    # 116 spare pixels, 58 on each side).
+    assert (item.source, item.centroid_x, item.window) == ("service", 106.0, (0, 42, 128, 128))
     assert Image.open(io.BytesIO(item.crop_png)).size == (128, 128)
     store = ReviewStore.open(review_url)
     try:
