@@ -20,7 +20,7 @@ from pydantic_core import to_json
 
 from impacts.detections import Detection
 from impacts.errors import SceneNameError
-from impacts.scenes import check_scene_name
+from impacts.scenes import SCENE_PATTERN, check_scene_name
 from service.decode import Tile, TileError, decode_tile
 from service.state import ServiceDep, State
 from service.tiles import mask_geotiff, mask_png, tile_detections, tile_probabilities
@@ -83,7 +83,7 @@ class PredictResponse(BaseModel):
                             },
                             "scene": {
                                 "type": "string",
-                                "pattern": "^[A-Za-z0-9_.-]{1,128}$",
+                                "pattern": SCENE_PATTERN,
                                 "description": "Scene name, needed with review=true.",
                             },
                         },
