@@ -56,9 +56,23 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
 @seed_option("the scenes (the same seed writes the same bytes)")
 @click.option(
     "--difficulty",
-    type=click.Choice(["easy", "medium", "hard"]),
+    type=click.Choice(["easy", "medium", "hard", "realistic"]),
     default=None,
-    help="Look-alike density and impact contrast [config: medium].",
+    help="easy/medium/hard: look-alike density and impact contrast; realistic: small, faint, "
+    "clustered impacts, every classic look-alike, CTX striping and gain (settings under "
+    "`realistic` in configs/synth.yaml) [config: medium].",
+)
+@click.option(
+    "--density",
+    type=click.FloatRange(min=0, min_open=True, max=2000),
+    default=None,
+    help="Impacts per megapixel of valid area, e.g. 200 for dense scenes where nearly every "
+    "128 px window holds an impact [config: preset].",
+)
+@click.option(
+    "--strips/--no-strips",
+    default=None,
+    help="Draw CTX strip sizes (about 5,000 px wide, up to 6 times as long) [config: no].",
 )
 @click.option(
     "--without-mask",
@@ -74,6 +88,8 @@ def synth(
     size: tuple[int, int] | None,
     seed: int | None,
     difficulty: str | None,
+    density: float | None,
+    strips: bool | None,
     without_mask: int | None,
     config_path: Path | None,
     sets: tuple[str, ...],
@@ -93,6 +109,8 @@ def synth(
             "size": size_text,
             "seed": seed,
             "difficulty": difficulty,
+            "impact_density": density,
+            "strips": None if strips is None else str(strips).lower(),
             "without_mask": without_mask,
         },
         sets,
@@ -102,9 +120,10 @@ def synth(
         summaries = synth_scenes(out_dir, cfg, progress=bar.update)
     write_run_record(out_dir, cfg, cfg.seed, "synth")
     for s in summaries:
+        lookalikes = sum(n for kind, n in s.counts.items() if kind != "impact")
         click.echo(
             f"{s.file_name}  {s.height}x{s.width}  impacts={s.counts['impact']}  craters={s.counts['crater']}  "
-            f"impact_px={100 * s.impact_fraction:.2f}%{'' if s.has_mask else '  (no mask)'}"
+            f"look-alikes={lookalikes}  impact_px={100 * s.impact_fraction:.2f}%{'' if s.has_mask else '  (no mask)'}"
         )
     click.echo(f"wrote {len(summaries)} scenes to {out_dir}")
 

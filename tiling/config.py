@@ -8,6 +8,98 @@ from pydantic import Field, model_validator
 
 from impacts.config import StrictModel
 
+Range = tuple[float, float]
+
+
+def _ordered(name: str, lo: float, hi: float) -> None:
+    if lo > hi:
+        raise ValueError(f"{name}: the first value {lo} exceeds the second {hi}; write [low, high]")
+
+
+class RealisticImpacts(StrictModel):
+    """Impacts of the ``realistic`` preset: mostly small and faint, more than half clusters.
+
+    Blast-zone radii follow a truncated power law, ``N(>r) ~ r**-radius_power`` between the
+    two bounds: with the defaults about 89 % are under 10 px and about 3 % over 20 px.
+    """
+
+    per_mpx: float = Field(
+        2.0, gt=0, description="Impacts per megapixel of valid area (impact_density overrides it)."
+    )
+    radius_px: Range = Field((2.5, 40.0), description="Smallest and largest blast-zone radius in px.")
+    radius_power: float = Field(1.5, gt=0, description="Exponent of the cumulative radius power law.")
+    contrast: Range = Field(
+        (0.08, 0.6), description="Share of brightness the blast zone removes at its centre (log-uniform)."
+    )
+    cluster_share: float = Field(
+        0.6, ge=0, le=1, description="Share of impacts that are clusters of craters under one dark halo."
+    )
+    cluster_craters: tuple[int, int] = Field(
+        (2, 12), description="Fewest and most craters in a cluster (log-uniform)."
+    )
+    ray_share: float = Field(
+        0.15, ge=0, le=1, description="Share of impacts with dark rays (not in the mask)."
+    )
+
+    @model_validator(mode="after")
+    def _ranges(self) -> RealisticImpacts:
+        _ordered("radius_px", *self.radius_px)
+        _ordered("contrast", *self.contrast)
+        _ordered("cluster_craters", *self.cluster_craters)
+        if self.radius_px[0] < 1:
+            raise ValueError("radius_px: the smallest radius must be at least 1 px")
+        if not (self.contrast[0] > 0 and self.contrast[1] < 1):
+            raise ValueError("contrast: values must lie in (0, 1)")
+        if self.cluster_craters[0] < 2:
+            raise ValueError("cluster_craters: a cluster has at least 2 craters")
+        return self
+
+
+class RealisticLookalikes(StrictModel):
+    """Look-alikes of the ``realistic`` preset, each in objects per megapixel of valid area."""
+
+    crater: float = Field(15.0, ge=0, description="Old craters (lit and shadowed rim, some dark floors).")
+    boulder: float = Field(40.0, ge=0, description="Small dark boulders and knobs with their shadows.")
+    shadow: float = Field(8.0, ge=0, description="Shadows of relief, cast away from the sun.")
+    dune: float = Field(1.0, ge=0, description="Dark dunes: single barchans or small dune fields.")
+    slope_streak: float = Field(
+        3.0, ge=0, description="Slope streaks: dark fans or tongues, 1-3 side by side."
+    )
+    dust_devil_track: float = Field(1.5, ge=0, description="Dust-devil tracks: faint dark curving lines.")
+
+
+class CtxLook(StrictModel):
+    """Detector and acquisition artefacts of CTX strips in the ``realistic`` preset (grey levels)."""
+
+    scene_gain: Range = Field((0.8, 1.2), description="Gain drawn per scene.")
+    scene_offset_grey: Range = Field((-20.0, 20.0), description="Brightness offset drawn per scene.")
+    gain_along_strip: float = Field(
+        0.1, ge=0, lt=1, description="Relative swing of the gain along the strip (rows)."
+    )
+    offset_along_strip_grey: float = Field(8.0, ge=0, description="Swing of the brightness along the strip.")
+    along_strip_px: int = Field(3000, ge=64, description="Scale in rows of the variations along the strip.")
+    column_stripe_grey: float = Field(2.0, ge=0, description="Per-column offset (fixed-pattern striping).")
+    column_band_grey: float = Field(3.0, ge=0, description="Smooth banding across columns.")
+    column_band_px: int = Field(48, ge=2, description="Scale in columns of the banding.")
+    even_odd_grey: float = Field(1.0, ge=0, description="Offset between even and odd columns.")
+    noise_grey: float = Field(3.5, ge=0, description="Standard deviation of the per-pixel noise.")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> CtxLook:
+        _ordered("scene_gain", *self.scene_gain)
+        _ordered("scene_offset_grey", *self.scene_offset_grey)
+        if self.scene_gain[0] <= 0:
+            raise ValueError("scene_gain: gains must be positive")
+        return self
+
+
+class RealisticConfig(StrictModel):
+    """Everything the ``realistic`` difficulty draws (ignored by easy/medium/hard)."""
+
+    impacts: RealisticImpacts = Field(default_factory=RealisticImpacts)
+    lookalikes_per_mpx: RealisticLookalikes = Field(default_factory=RealisticLookalikes)
+    ctx: CtxLook = Field(default_factory=CtxLook)
+
 
 class SynthConfig(StrictModel):
     """Synthetic CTX-like scenes (``impacts synth``)."""
@@ -20,13 +112,34 @@ class SynthConfig(StrictModel):
     )
     min_size: tuple[int, int] = Field((2048, 1536), description="Smallest drawn (height, width) in px.")
     max_size: tuple[int, int] = Field((3584, 2560), description="Largest drawn (height, width) in px.")
-    difficulty: Literal["easy", "medium", "hard"] = Field(
-        "medium", description="Look-alike density and impact contrast."
+    strips: bool = Field(
+        False,
+        description="Draw CTX strip sizes (strip_width_px, strip_length_ratio) instead of min_size..max_size.",
+    )
+    strip_width_px: tuple[int, int] = Field(
+        (3100, 7000), description="Width range of strips in px (CTX swath: about 5,000 px)."
+    )
+    strip_length_ratio: Range = Field(
+        (0.9, 6.0), description="Range of height / width of strips (log-uniform)."
+    )
+    difficulty: Literal["easy", "medium", "hard", "realistic"] = Field(
+        "medium",
+        description="easy/medium/hard: look-alike density and impact contrast; realistic: see `realistic`.",
     )
     impact_fraction: float = Field(
-        0.005, gt=0, lt=0.2, description="Target share of valid pixels covered by impacts."
+        0.005, gt=0, lt=0.2, description="Target share of valid pixels covered by impacts (easy/medium/hard)."
     )
-    max_impacts: int = Field(60, ge=1, description="Most impacts per scene (huge scenes keep a few dozen).")
+    max_impacts: int = Field(
+        60, ge=1, description="Most impacts per scene (easy/medium/hard without impact_density)."
+    )
+    impact_density: float | None = Field(
+        None,
+        gt=0,
+        le=2000,
+        description="Impacts per megapixel of valid area, for any difficulty; None: impact_fraction "
+        "(easy/medium/hard) or realistic.impacts.per_mpx.",
+    )
+    realistic: RealisticConfig = Field(default_factory=RealisticConfig)
     res_m: float = Field(6.0, gt=0, description="Pixel size in metres (CTX: about 6 m).")
     without_mask: int = Field(
         0, ge=0, description="How many scenes (the last ones) are written without a mask."
@@ -40,6 +153,10 @@ class SynthConfig(StrictModel):
                 raise ValueError(f"scene size {h}x{w} is below 256x256 px")
         if any(a > b for a, b in zip(self.min_size, self.max_size, strict=True)):
             raise ValueError("min_size must not exceed max_size")
+        _ordered("strip_width_px", *self.strip_width_px)
+        _ordered("strip_length_ratio", *self.strip_length_ratio)
+        if self.strip_width_px[0] < 256 or self.strip_length_ratio[0] * self.strip_width_px[0] < 256:
+            raise ValueError("strips below 256 px on a side: raise strip_width_px or strip_length_ratio")
         return self
 
 

@@ -1,8 +1,10 @@
 """``impacts synth``: CTX-like synthetic Mars scenes, the embedded default data set.
 
 Each scene is a single-band uint8 GeoTIFF on an equirectangular Mars grid with its impact
-mask, an object list (every planted impact, crater, shadow and dune field) and a line in
+mask, an object list (every planted impact and look-alike, one row each) and a line in
 ``data.csv``. Scenes are written window by window, so memory stays bounded whatever their size.
+``difficulty`` picks the preset: easy/medium/hard (large, dark, isolated impacts; unchanged
+since the first data set) or realistic (:mod:`tiling.synth_realistic`).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from impacts.atomic import atomic_path
 from impacts.errors import SceneError
 from tiling.config import SynthConfig
 from tiling.io import geotiff_profile, open_geotiff_writer, write_window
-from tiling.synth_objects import PlantedObject, make_footprint, plant_objects
+from tiling.synth_objects import OBJECT_KINDS, PlantedObject, make_footprint, plant_objects
+from tiling.synth_realistic import plant_realistic
 from tiling.synth_render import SceneSpec, render_window
+from tiling.synth_sensor import draw_sensor
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +37,10 @@ MARS_RADIUS_M = 3_396_190.0
 MARS_EQC = CRS.from_proj4(
     f"+proj=eqc +lat_ts=0 +lat_0=0 +lon_0=0 +x_0=0 +y_0=0 +R={MARS_RADIUS_M:.0f} +units=m +no_defs"
 )
-OBJECT_COLUMNS = ["id", "kind", "row", "col", "radius_px", "x", "y"]
+#: Columns of ``NAME_objects.csv``: the first seven for every object; ``cluster_size`` (craters
+#: under the halo, 1 for a single crater) and ``contrast`` (share of the brightness the blast
+#: zone removes at its centre) only for impacts, empty for look-alikes.
+OBJECT_COLUMNS = ["id", "kind", "row", "col", "radius_px", "x", "y", "cluster_size", "contrast"]
 
 
 @dataclass(frozen=True)
@@ -65,19 +72,41 @@ def scene_transform(name: CtxName, height: int, width: int, res_m: float) -> Aff
     return Affine(res_m, 0.0, x_c - width / 2 * res_m, 0.0, -res_m, y_c + height / 2 * res_m)
 
 
+def scene_size(cfg: SynthConfig, rng: np.random.Generator) -> tuple[int, int]:
+    """A scene's (height, width): ``cfg.size``, else a CTX-like strip when ``cfg.strips``
+    (width uniform in ``strip_width_px``, height the width times a log-uniform ratio in
+    ``strip_length_ratio``), else uniform between ``min_size`` and ``max_size``."""
+    if cfg.size is not None:
+        return cfg.size
+    if cfg.strips:
+        width = int(rng.integers(cfg.strip_width_px[0], cfg.strip_width_px[1] + 1))
+        lo, hi = cfg.strip_length_ratio
+        ratio = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+        return max(256, round(width * ratio)), width
+    height = int(rng.integers(cfg.min_size[0], cfg.max_size[0] + 1))
+    width = int(rng.integers(cfg.min_size[1], cfg.max_size[1] + 1))
+    return height, width
+
+
 def scene_spec(cfg: SynthConfig, index: int) -> tuple[CtxName, SceneSpec]:
     """Draw the name, size, footprint and objects of scene ``index`` (a pure function of
     the config's seed and the index)."""
     rng = np.random.default_rng([cfg.seed, index])
     name = ctx_name(rng)
-    if cfg.size is not None:
-        height, width = cfg.size
-    else:
-        height = int(rng.integers(cfg.min_size[0], cfg.max_size[0] + 1))
-        width = int(rng.integers(cfg.min_size[1], cfg.max_size[1] + 1))
+    height, width = scene_size(cfg, rng)
     footprint = make_footprint(height, width, rng)
+    if cfg.difficulty == "realistic":
+        sun = float(rng.uniform(0, 2 * math.pi))
+        objects = plant_realistic(height, width, footprint, cfg.realistic, rng, sun, cfg.impact_density)
+        sensor = draw_sensor(cfg.realistic.ctx, rng)
+        seed = int(rng.integers(0, 2**31 - 1))
+        return name, SceneSpec(height, width, seed, footprint, tuple(objects), sun, sensor)
+    # easy/medium/hard: the draws keep their order, so a seed writes the scenes it always did.
+    impact_total = None
+    if cfg.impact_density is not None:
+        impact_total = max(1, round(cfg.impact_density * 4 * footprint.half_h * footprint.half_w / 1e6))
     objects = plant_objects(
-        height, width, footprint, cfg.difficulty, rng, cfg.impact_fraction, cfg.max_impacts
+        height, width, footprint, cfg.difficulty, rng, cfg.impact_fraction, cfg.max_impacts, impact_total
     )
     sun = float(rng.uniform(0, 2 * math.pi))
     seed = int(rng.integers(0, 2**31 - 1))
@@ -85,7 +114,8 @@ def scene_spec(cfg: SynthConfig, index: int) -> tuple[CtxName, SceneSpec]:
 
 
 def write_objects(path: Path, objects: tuple[PlantedObject, ...], transform: Affine) -> None:
-    """Write the object list as CSV: id, kind, centre (px and map metres), radius in px."""
+    """Write the object list as CSV (:data:`OBJECT_COLUMNS`): id, kind, centre (px and map
+    metres), radius in px, and for impacts their crater count and contrast."""
     with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(OBJECT_COLUMNS)
@@ -100,6 +130,8 @@ def write_objects(path: Path, objects: tuple[PlantedObject, ...], transform: Aff
                     f"{obj.radius_px:.2f}",
                     f"{x:.2f}",
                     f"{y:.2f}",
+                    obj.cluster_size if obj.kind == "impact" else "",
+                    f"{obj.depth:.3f}" if obj.kind == "impact" else "",
                 ]
             )
 
@@ -113,15 +145,21 @@ class KnownObject:
     """An object known to be in a scene: one line of ``NAME_objects.csv`` (only what the
     metrics need; the generator's own :class:`tiling.synth_objects.PlantedObject` has more).
 
-    ``kind`` is ``"impact"``, ``"crater"``, ``"shadow"`` or ``"dune"``; ``row``/``col`` the
-    centre in scene pixels; ``radius_px`` the object's radius (semi-major axis for shadows
-    and dune fields).
+    ``kind`` is one of :data:`tiling.synth_objects.OBJECT_KINDS` (``"impact"`` or a
+    look-alike: ``"crater"``, ``"shadow"``, ``"dune"``, ``"slope_streak"``,
+    ``"dust_devil_track"``, ``"boulder"``); ``row``/``col`` the centre in scene pixels;
+    ``radius_px`` the object's radius (for a cluster of impacts the halo that covers all its
+    craters; half the length of streaks and tracks; the semi-major axis of shadows and
+    dunes). ``cluster_size`` and ``contrast`` are known for impacts of lists that have those
+    columns (1 and None otherwise).
     """
 
     kind: str
     row: float
     col: float
     radius_px: float
+    cluster_size: int = 1
+    contrast: float | None = None
 
 
 def load_objects(path: Path) -> list[KnownObject]:
@@ -129,8 +167,9 @@ def load_objects(path: Path) -> list[KnownObject]:
 
     Args:
         path: ``NAME_objects.csv`` as written by ``impacts synth`` (columns
-            ``id,kind,row,col,radius_px,x,y``; only ``kind``, ``row``, ``col`` and
-            ``radius_px`` are read).
+            :data:`OBJECT_COLUMNS`; ``kind``, ``row``, ``col`` and ``radius_px`` are needed,
+            ``cluster_size`` and ``contrast`` read where present and filled, other columns
+            ignored; lists written before those columns existed read the same).
 
     Returns:
         The objects in file order; an empty list when the file does not exist (real scenes
@@ -153,12 +192,16 @@ def load_objects(path: Path) -> list[KnownObject]:
         objects = []
         for line_no, rec in enumerate(reader, start=2):
             try:
+                cluster = (rec.get("cluster_size") or "").strip()
+                contrast = (rec.get("contrast") or "").strip()
                 objects.append(
                     KnownObject(
                         kind=rec["kind"].strip(),
                         row=float(rec["row"]),
                         col=float(rec["col"]),
                         radius_px=float(rec["radius_px"]),
+                        cluster_size=int(cluster) if cluster else 1,
+                        contrast=float(contrast) if contrast else None,
                     )
                 )
             except (TypeError, ValueError, AttributeError) as exc:
@@ -178,7 +221,7 @@ class SceneSummary:
     width: int
     has_mask: bool
     impact_fraction: float
-    counts: dict[str, int]
+    counts: dict[str, int]  # objects per kind, every kind of OBJECT_KINDS
 
 
 def write_scene(
@@ -216,7 +259,7 @@ def write_scene(
         spec.width,
         with_mask,
         impact_px / (spec.height * spec.width),
-        {k: kinds.count(k) for k in ("impact", "crater", "shadow", "dune")},
+        {k: kinds.count(k) for k in OBJECT_KINDS},
     )
 
 

@@ -1,8 +1,9 @@
-"""Planting the objects of a synthetic scene: impacts, old craters, shadows, dunes.
+"""The objects of a synthetic scene and the planting of the easy/medium/hard presets.
 
 Pure logic: given a scene size, a difficulty and a random generator, decide the image
 footprint (a rotated rectangle, as map-projected strips have) and where every object lies.
-Rendering them into pixels is :mod:`tiling.synth_render`'s job.
+The ``realistic`` preset plants with :mod:`tiling.synth_realistic`; rendering objects into
+pixels is :mod:`tiling.synth_render`'s job.
 """
 
 from __future__ import annotations
@@ -13,8 +14,23 @@ from typing import Literal
 
 import numpy as np
 
-ObjectKind = Literal["impact", "crater", "shadow", "dune"]
+ObjectKind = Literal["impact", "crater", "shadow", "dune", "slope_streak", "dust_devil_track", "boulder"]
+#: Every kind an object list may name, impacts first.
+OBJECT_KINDS: tuple[ObjectKind, ...] = (
+    "impact",
+    "crater",
+    "shadow",
+    "dune",
+    "slope_streak",
+    "dust_devil_track",
+    "boulder",
+)
+#: The kinds that are not impacts but look like them (false alarms are named after them).
+LOOKALIKE_KINDS: tuple[ObjectKind, ...] = OBJECT_KINDS[1:]
 Difficulty = Literal["easy", "medium", "hard"]
+#: How an object is drawn: ``classic`` by the easy/medium/hard renderers (unchanged since
+#: the first data set), ``ctx`` by :mod:`tiling.synth_shapes` (the realistic preset).
+Look = Literal["classic", "ctx"]
 
 
 @dataclass(frozen=True)
@@ -57,9 +73,13 @@ class Footprint:
 
 @dataclass(frozen=True)
 class PlantedObject:
-    """One planted object. ``radius_px`` is the blast-zone radius for impacts, the rim radius
-    for craters and the semi-major axis for shadows and dune fields. ``angle_rad``, ``aspect``
-    (minor/major), ``depth`` and ``detail`` parametrise its look; ``seed`` its irregularity."""
+    """One planted object. ``radius_px`` is the blast-zone radius for impacts (for a cluster:
+    the semi-major axis of the halo that covers all its craters), the rim radius for craters,
+    half the length of slope streaks and dust-devil tracks and the semi-major axis of the
+    other kinds. ``angle_rad``, ``aspect`` (minor/major), ``depth`` (contrast) and ``detail``
+    (rays, ripples, stripes, lobes) parametrise its look; ``seed`` its irregularity;
+    ``look`` which renderer draws it; ``cluster_size`` the craters of an impact (1: single).
+    """
 
     id: int
     kind: ObjectKind
@@ -71,15 +91,41 @@ class PlantedObject:
     depth: float
     detail: int
     seed: int
+    look: Look = "classic"
+    cluster_size: int = 1
 
     @property
     def reach_px(self) -> float:
         """Radius of the disc outside which the object leaves the image untouched."""
+        if self.look == "ctx":
+            return ctx_reach_px(self.kind, self.radius_px, self.aspect, self.detail)
         if self.kind == "impact":
             return self.radius_px * (2.6 if self.detail > 0 else 1.35)
         if self.kind == "crater":
             return self.radius_px * 1.45
         return self.radius_px * 1.1
+
+
+def ctx_reach_px(kind: str, radius_px: float, aspect: float, detail: int) -> float:
+    """Reach of an object of the ``ctx`` look (see :mod:`tiling.synth_shapes` for the shapes).
+
+    Impacts: the halo ends at 1.21 radii (its wobble), rays at 2.5; boulders cast a shadow
+    up to 3 radii; a slope streak's lobes sit side by side, 2.2 widths apart (width =
+    ``aspect`` x length); a dust-devil track is drawn outwards from its centre, so no point
+    of it lies farther than half its length (plus its width).
+    """
+    if kind == "impact":
+        return radius_px * (2.6 if detail > 0 else 1.25) + 1.0
+    if kind == "crater":
+        return radius_px * 1.45 + 1.0
+    if kind == "boulder":
+        return radius_px * 3.2 + 1.5
+    if kind == "slope_streak":
+        width = aspect * 2 * radius_px
+        return radius_px * 1.1 + width * (1 + 2.2 * max(0, detail - 1)) + 2.0
+    if kind == "dust_devil_track":
+        return radius_px + aspect + 3.0
+    return radius_px * 1.1 + 1.0
 
 
 def make_footprint(height: int, width: int, rng: np.random.Generator) -> Footprint:
@@ -119,6 +165,7 @@ def plant_objects(
     rng: np.random.Generator,
     impact_fraction: float = 0.005,
     max_impacts: int = 60,
+    impact_total: int | None = None,
 ) -> list[PlantedObject]:
     """Place impacts, craters, shadows and dune fields inside the footprint.
 
@@ -133,6 +180,9 @@ def plant_objects(
         rng: Random generator (all randomness of the scene comes from it).
         impact_fraction: Target share of valid pixels covered by impact masks.
         max_impacts: Upper bound on the impact count.
+        impact_total: Impacts to plant (e.g. from a density); None derives the count from
+            ``impact_fraction`` and ``max_impacts``. Impacts that find no free place are
+            left out.
 
     Returns:
         The objects, impacts first.
@@ -179,7 +229,9 @@ def plant_objects(
         if exclusive:
             discs = np.vstack([discs, [obj.row, obj.col, obj.reach_px]])
 
-    for _ in range(impact_count(valid_px, impact_fraction, max_impacts)):
+    if impact_total is None:
+        impact_total = impact_count(valid_px, impact_fraction, max_impacts)
+    for _ in range(impact_total):
         radius = float(np.exp(rng.uniform(math.log(5.0), math.log(36.0))))
         rays = int(rng.integers(4, 9)) if rng.random() < 0.35 else 0
         add("impact", radius, rng.uniform(0, 2 * math.pi), 1.0, rng.uniform(*preset.impact_depth), rays)

@@ -1,19 +1,26 @@
-"""Rendering a window of a synthetic scene: terrain, planted objects, no-data border.
+"""Rendering a window of a synthetic scene: terrain, planted objects, sensor, no-data border.
 
-Every pixel is a pure function of its scene coordinates, the scene seed and the object list,
+Objects of the ``classic`` look (easy/medium/hard) are drawn here, exactly as they always
+were; those of the ``ctx`` look (realistic) by :mod:`tiling.synth_shapes`, and realistic
+scenes then pass through :class:`tiling.synth_sensor.Sensor`. Every pixel is a pure function of its scene coordinates, the scene seed and the object list,
 so a scene can be written window by window in bounded memory and any window renders the
 same bytes whichever order the windows come in.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
+from tiling import synth_shapes as shapes
 from tiling.hashing import hash_unit
 from tiling.synth_objects import Footprint, PlantedObject
+from tiling.synth_sensor import Sensor
+from tiling.synth_shapes import angle_diff as _angle_diff
+from tiling.synth_shapes import ellipse_coords as _ellipse_coords
+from tiling.synth_shapes import smoothstep as _smoothstep
 
 # (lattice spacing in px, amplitude in grey levels) of the value-noise octaves.
 TERRAIN_OCTAVES: tuple[tuple[int, float], ...] = ((512, 30.0), (128, 14.0), (32, 7.0), (8, 4.0))
@@ -31,6 +38,32 @@ class SceneSpec:
     footprint: Footprint
     objects: tuple[PlantedObject, ...]
     sun_azimuth_rad: float
+    sensor: Sensor | None = None
+
+    @cached_property
+    def object_bounds(self) -> np.ndarray:
+        """``(n, 4)`` rows, columns covered by each object's reach: row_lo, row_hi, col_lo,
+        col_hi (the same integer bounds :func:`render_window` computes one by one)."""
+        if not self.objects:
+            return np.zeros((0, 4))
+        rc = np.array([(o.row, o.col, o.reach_px) for o in self.objects], dtype=np.float64)
+        row, col, reach = rc.T
+        return np.stack(
+            [
+                np.trunc(row - reach),
+                np.trunc(row + reach) + 2,
+                np.trunc(col - reach),
+                np.trunc(col + reach) + 2,
+            ],
+            axis=1,
+        )
+
+    def objects_in(self, row0: int, col0: int, height: int, width: int) -> list[PlantedObject]:
+        """The objects whose reach overlaps the window, in list order (so they are drawn
+        in the same order whatever the window)."""
+        b = self.object_bounds
+        hit = (b[:, 0] < row0 + height) & (b[:, 1] > row0) & (b[:, 2] < col0 + width) & (b[:, 3] > col0)
+        return [self.objects[i] for i in np.flatnonzero(hit)]
 
 
 def value_noise(row0: int, col0: int, height: int, width: int, spacing: int, salt: int) -> np.ndarray:
@@ -50,24 +83,19 @@ def value_noise(row0: int, col0: int, height: int, width: int, spacing: int, sal
     return along_x[jy] * (1 - ty)[:, None] + along_x[jy + 1] * ty[:, None]
 
 
-def terrain(row0: int, col0: int, height: int, width: int, seed: int) -> np.ndarray:
-    """Grey-level terrain (float32) with albedo variations at several scales."""
+def terrain(
+    row0: int, col0: int, height: int, width: int, seed: int, white_noise: float = WHITE_NOISE_AMPLITUDE
+) -> np.ndarray:
+    """Grey-level terrain (float32) with albedo variations at several scales and uniform
+    white noise of amplitude ``white_noise`` (none when 0: the sensor adds its own)."""
     out = np.full((height, width), TERRAIN_MEAN, dtype=np.float32)
     for octave, (spacing, amplitude) in enumerate(TERRAIN_OCTAVES):
         out += amplitude * value_noise(row0, col0, height, width, spacing, seed * 31 + octave)
     rows = (row0 + np.arange(height))[:, None]
     cols = (col0 + np.arange(width))[None, :]
-    out += WHITE_NOISE_AMPLITUDE * (2 * hash_unit(rows, cols, seed * 31 + 17) - 1)
+    if white_noise:
+        out += white_noise * (2 * hash_unit(rows, cols, seed * 31 + 17) - 1)
     return out
-
-
-def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
-    t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
-    return t * t * (3 - 2 * t)
-
-
-def _angle_diff(a: np.ndarray, b: float) -> np.ndarray:
-    return np.abs((a - b + np.pi) % (2 * np.pi) - np.pi)
 
 
 def _impact(obj: PlantedObject, dr: np.ndarray, dc: np.ndarray, img: np.ndarray) -> np.ndarray:
@@ -106,13 +134,6 @@ def _crater(obj: PlantedObject, dr: np.ndarray, dc: np.ndarray, img: np.ndarray,
         img += 0.25 * obj.depth * np.cos(2 * np.pi * rho * obj.detail) * np.clip(1 - rho, 0, 1)
 
 
-def _ellipse_coords(obj: PlantedObject, dr: np.ndarray, dc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    cos, sin = math.cos(obj.angle_rad), math.sin(obj.angle_rad)
-    u = dc * cos + dr * sin
-    v = -dc * sin + dr * cos
-    return u, np.hypot(u / obj.radius_px, v / (obj.aspect * obj.radius_px))
-
-
 def _shadow(obj: PlantedObject, dr: np.ndarray, dc: np.ndarray, img: np.ndarray) -> None:
     _, dist = _ellipse_coords(obj, dr, dc)
     img *= 1 - obj.depth * (1 - _smoothstep(0.7, 1.0, dist))
@@ -123,6 +144,32 @@ def _dune(obj: PlantedObject, dr: np.ndarray, dc: np.ndarray, img: np.ndarray) -
     wavelength = 2 * obj.radius_px / obj.detail
     stripes = (0.5 + 0.5 * np.sin(2 * np.pi * u / wavelength)) ** 3
     img *= 1 - obj.depth * stripes * (1 - _smoothstep(0.6, 1.0, dist))
+
+
+def _draw_ctx(
+    obj: PlantedObject, dr: np.ndarray, dc: np.ndarray, img: np.ndarray, sun: float
+) -> np.ndarray | None:
+    """Draw an object of the ``ctx`` look; return the impact mask for impacts, else None.
+    Old craters and dune fields reuse the classic shapes (craters with a dark floor added)."""
+    if obj.kind == "impact":
+        return shapes.impact(obj, dr, dc, img)
+    if obj.kind == "crater":
+        _crater(obj, dr, dc, img, sun)
+        shapes.crater_floor(obj, dr, dc, img)
+    elif obj.kind == "shadow":
+        _shadow(obj, dr, dc, img)
+    elif obj.kind == "dune":
+        if obj.detail:
+            _dune(obj, dr, dc, img)
+        else:
+            shapes.barchan(obj, dr, dc, img)
+    elif obj.kind == "boulder":
+        shapes.boulder(obj, dr, dc, img, sun)
+    elif obj.kind == "slope_streak":
+        shapes.slope_streak(obj, dr, dc, img)
+    elif obj.kind == "dust_devil_track":
+        shapes.dust_devil_track(obj, dr, dc, img)
+    return None
 
 
 def render_window(
@@ -140,9 +187,9 @@ def render_window(
     Returns:
         ``(image, mask)`` arrays of shape ``(height, width)``.
     """
-    img = terrain(row0, col0, height, width, spec.seed)
+    img = terrain(row0, col0, height, width, spec.seed, 0.0 if spec.sensor else WHITE_NOISE_AMPLITUDE)
     mask = np.zeros((height, width), dtype=bool)
-    for obj in spec.objects:
+    for obj in spec.objects_in(row0, col0, height, width):
         reach = obj.reach_px
         r_lo, r_hi = max(row0, int(obj.row - reach)), min(row0 + height, int(obj.row + reach) + 2)
         c_lo, c_hi = max(col0, int(obj.col - reach)), min(col0 + width, int(obj.col + reach) + 2)
@@ -152,7 +199,11 @@ def render_window(
         dr = (np.arange(r_lo, r_hi, dtype=np.float32) - obj.row)[:, None]
         dc = (np.arange(c_lo, c_hi, dtype=np.float32) - obj.col)[None, :]
         dr, dc = np.broadcast_arrays(dr, dc)
-        if obj.kind == "impact":
+        if obj.look == "ctx":
+            hit = _draw_ctx(obj, dr, dc, sub, spec.sun_azimuth_rad)
+            if hit is not None:
+                mask[r_lo - row0 : r_hi - row0, c_lo - col0 : c_hi - col0] |= hit
+        elif obj.kind == "impact":
             mask[r_lo - row0 : r_hi - row0, c_lo - col0 : c_hi - col0] |= _impact(obj, dr, dc, sub)
         elif obj.kind == "crater":
             _crater(obj, dr, dc, sub, spec.sun_azimuth_rad)
@@ -160,6 +211,8 @@ def render_window(
             _shadow(obj, dr, dc, sub)
         else:
             _dune(obj, dr, dc, sub)
+    if spec.sensor is not None:
+        spec.sensor.apply(img, row0, col0)
     rows = (row0 + np.arange(height, dtype=np.float64))[:, None]
     cols = (col0 + np.arange(width, dtype=np.float64))[None, :]
     inside = spec.footprint.inset_distance(rows + 0.5, cols + 0.5) >= 0
