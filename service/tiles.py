@@ -91,13 +91,19 @@ def tile_detections(
     transform: Any = None,
     scene: str | None = None,
     model_version: str = "",
+    merge_distance_px: int = 0,
 ) -> list[Detection]:
     """Connected impacts (8-connected) of the padded map, as ``ComponentTracker`` finds them,
     from whole-array numpy operations rather than a Python step per component (an untrained
-    model yields thousands); those starting in the ``height x width`` tile, clipped to it,
-    highest score first, as detection records (ids ``SCENE-00000`` or ``tile-00000``, map
-    fields when ``transform`` is given), exactly as ``impacts predict`` writes them."""
+    model yields thousands); fragments merged and the minimum area applied as in
+    ``predict_scene`` (``merge_distance_px``, :mod:`tiling.fragments`); those starting in the
+    ``height x width`` tile, clipped to it, highest score first, as detection records (ids
+    ``SCENE-00000`` or ``tile-00000``, map fields when ``transform`` is given), exactly as
+    ``impacts predict`` writes them."""
     from scipy import ndimage
+
+    from tiling.components import ImpactColumns
+    from tiling.fragments import merge_columns
 
     mask = prob >= threshold
     labels, n = ndimage.label(mask, structure=_EIGHT_CONNECTED)
@@ -118,6 +124,28 @@ def tile_detections(
     centroid_row = np.bincount(lab, weights=rr, minlength=n) / area
     centroid_col = np.bincount(lab, weights=cc, minlength=n) / area
     peak = peak.astype(np.float64)
+    if merge_distance_px:
+        # Over every component of the padded map, as predict_scene merges over the scene.
+        merged = merge_columns(
+            ImpactColumns(
+                row_min=row_min,
+                row_max=row_max,
+                col_min=col_min,
+                col_max=col_max,
+                area=area,
+                centroid_row=centroid_row,
+                centroid_col=centroid_col,
+                peak=peak,
+            ),
+            merge_distance_px,
+        )
+        row_min, row_max, col_min, col_max = merged.row_min, merged.row_max, merged.col_min, merged.col_max
+        area, centroid_row, centroid_col, peak = (
+            merged.area,
+            merged.centroid_row,
+            merged.centroid_col,
+            merged.peak,
+        )
     keep = (area >= min_area_px) & (row_min < height) & (col_min < width)
     # Highest peak first; ties in the tracker's order (first row, first column, label).
     index = np.flatnonzero(keep)

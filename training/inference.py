@@ -8,7 +8,8 @@ windows fade into each other without seams, and a constant model gives a constan
 
 Memory: the scene is processed in bands of windows; only ``window_px`` rows of image and
 accumulators are held at a time, and the rows no later band can touch are written to the
-probability GeoTIFF and fed to the detection tracker right away.
+probability GeoTIFF and fed to the detection tracker right away. Fragments of one impact
+are merged (:mod:`tiling.fragments`) once the scene's components are all finished.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from tiling.components import ComponentTracker, Impact
+from tiling.fragments import merge_columns
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ def predict_scene(
     scale: float,
     nodata: float,
     min_area_px: int,
+    merge_distance_px: int = 0,
     progress: Callable[[int], object] | None = None,
 ) -> SceneResult:
     """Predict a whole scene band by band.
@@ -92,7 +95,9 @@ def predict_scene(
         scale: Divides pixel values into [0, 1] (255 for uint8).
         nodata: No-data pixel value: probability 0 there, windows that are all no-data
             are not predicted.
-        min_area_px: Smaller detections are dropped.
+        min_area_px: Smaller detections (after merging) are dropped.
+        merge_distance_px: Detections whose boxes are at most this many px apart become
+            one (:mod:`tiling.fragments`); 0 = every component is a detection.
         progress: Called with the number of rows finished.
 
     Returns:
@@ -141,7 +146,10 @@ def predict_scene(
             if progress:
                 progress(final_end - done)
             done = final_end
-    detections = [d for d in tracker.pop_complete(final=True) if d.area_px >= min_area_px]
+    # Merging joins fragments of different bands, so it runs once over the scene's finished
+    # components (a short list); the minimum area then applies to whole detections.
+    merged = merge_columns(tracker.pop_complete_columns(final=True), merge_distance_px)
+    detections = merged.take(merged.area >= min_area_px).impacts()
     return SceneResult(detections, windows, len(rows_plan) * len(cols_plan) - windows)
 
 

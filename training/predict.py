@@ -44,6 +44,11 @@ class PredictConfig(StrictModel):
         None, gt=0, lt=1, description="Detection threshold; None = the bundle's evaluation threshold."
     )
     min_area_px: int | None = Field(None, ge=1, description="Smallest detection; None = the bundle's.")
+    merge_distance_px: int | None = Field(
+        None,
+        ge=0,
+        description="Detections whose boxes are at most this many px apart become one; None = the bundle's.",
+    )
 
 
 @dataclass
@@ -98,15 +103,26 @@ def write_detections(paths: dict[str, Path], records: list[Detection], scene: st
 
 
 def predict_one(
-    model: Any, version: str, image: Path, out: Path, cfg: PredictConfig, threshold: float, min_area_px: int
+    model: Any,
+    version: str,
+    image: Path,
+    out: Path,
+    cfg: PredictConfig,
+    threshold: float,
+    min_area_px: int,
+    merge_distance_px: int = 0,
 ) -> PredictOutcome:
-    """Predict one scene into ``out`` (skipped when its outputs for this model and settings exist)."""
+    """Predict one scene into ``out`` (skipped when its outputs for this model and settings
+    exist); ``threshold``, ``min_area_px`` and ``merge_distance_px`` are the resolved settings."""
     paths = _outputs(out, image.stem)
     stat = image.stat()
+    # Without merging, the fingerprint is the one written before merging existed, so
+    # finished scenes stay finished.
+    settings = [version, cfg.model_dump(mode="json", exclude={"merge_distance_px"}), threshold, min_area_px]
+    if merge_distance_px:
+        settings.append({"merge_distance_px": merge_distance_px})
     fingerprint = hashlib.sha256(
-        json.dumps(
-            [version, cfg.model_dump(mode="json"), threshold, min_area_px, stat.st_size, stat.st_mtime_ns]
-        ).encode()
+        json.dumps([*settings, stat.st_size, stat.st_mtime_ns]).encode()
     ).hexdigest()[:16]
     marker = read_marker(paths["marker"])  # unreadable (a killed write) = not finished
     outputs_there = all(p.is_file() for k, p in paths.items() if k != "marker")
@@ -141,6 +157,7 @@ def predict_one(
                 scale=scale,
                 nodata=info.nodata,
                 min_area_px=min_area_px,
+                merge_distance_px=merge_distance_px,
                 progress=bar.update,
             )
         records = detection_records(result.detections, image.stem, info.transform, version)
@@ -158,6 +175,16 @@ def predict_one(
     return PredictOutcome(
         image.stem, "done", "", len(records), [str(p) for k, p in paths.items() if k != "marker"]
     )
+
+
+def check_window_px(depth: int, window_px: int) -> None:
+    """Raises:
+    SceneError: ``window_px`` is not a multiple of ``2**depth`` (the model's size multiple)."""
+    multiple = 2**depth
+    if window_px % multiple:
+        raise SceneError(
+            f"--window-px {window_px} must be a multiple of {multiple} for this model (depth {depth})"
+        )
 
 
 def predict_path(
@@ -182,18 +209,17 @@ def predict_path(
                 f"array index {array_index} is outside 1..{len(images)} (scenes in {target}); size the job array to the scene count"
             )
         images = [images[array_index - 1]]
-    multiple = 2**bundle.config.model.depth
-    if cfg.window_px % multiple:
-        raise SceneError(
-            f"--window-px {cfg.window_px} must be a multiple of {multiple} for this model (depth {bundle.config.model.depth})"
-        )
+    check_window_px(bundle.config.model.depth, cfg.window_px)
     threshold = cfg.threshold or bundle.config.evaluation.threshold
     min_area = cfg.min_area_px or bundle.config.evaluation.min_area_px
+    merge = cfg.merge_distance_px
+    if merge is None:
+        merge = bundle.config.evaluation.merge_distance_px
     out.mkdir(parents=True, exist_ok=True)
     outcomes = []
     for image in images:
         try:
-            outcome = predict_one(bundle.model, bundle.version, image, out, cfg, threshold, min_area)
+            outcome = predict_one(bundle.model, bundle.version, image, out, cfg, threshold, min_area, merge)
         except ImpactsError as exc:
             outcome = PredictOutcome(image.stem, "failed", str(exc))
             log.error("scene %s failed: %s", image.stem, exc)

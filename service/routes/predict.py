@@ -163,7 +163,15 @@ def _answer(
             min_area = state.bundle.config.evaluation.min_area_px
             version = state.bundle.version
             answer["detections"] = tile_detections(
-                prob, height, width, threshold, min_area, tile.transform, scene, version
+                prob,
+                height,
+                width,
+                threshold,
+                min_area,
+                tile.transform,
+                scene,
+                version,
+                merge_distance_px=state.bundle.config.evaluation.merge_distance_px,
             )
         if wanted == "png":
             body, media_type = mask_png(mask), "image/png"

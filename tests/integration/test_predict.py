@@ -145,3 +145,34 @@ def test_a_truncated_marker_means_the_scene_is_predicted_again(
     code, output = _predict(bundle, scene, tmp_path)
     assert "resumed" in output, "the repaired marker is trusted again"
     assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*.partial"))
+
+
+def test_merging_is_part_of_the_settings_and_no_merging_keeps_old_markers(
+    bundle: Path, scenes_dir: Path, tmp_path: Path
+) -> None:
+    import hashlib
+
+    scene = sorted(p for p in scenes_dir.glob("*.tif") if not p.stem.endswith("_mask"))[0]
+    code, output = _predict(bundle, scene, tmp_path, "--threshold", "0.3")
+    assert code == 0, output
+    marker = json.loads((tmp_path / f"{scene.stem}_predict.json").read_text())
+    # The fingerprint of a run without merging is the one written before merging existed.
+    stat = scene.stat()
+    old_settings = {
+        "window_px": 128,
+        "overlap_px": 32,
+        "batch_size": 8,
+        "threshold": 0.3,
+        "min_area_px": None,
+    }
+    old = [marker["model_version"], old_settings, 0.3, 4, stat.st_size, stat.st_mtime_ns]
+    assert marker["fingerprint"] == hashlib.sha256(json.dumps(old).encode()).hexdigest()[:16]
+    separate = marker["detections"]
+    code, output = _predict(bundle, scene, tmp_path, "--threshold", "0.3", "--merge-distance-px", "4")
+    assert code == 0 and "done" in output, "another merge distance predicts again"
+    merged = json.loads((tmp_path / f"{scene.stem}_predict.json").read_text())["detections"]
+    assert merged <= separate
+    code, output = _predict(bundle, scene, tmp_path, "--threshold", "0.3", "--merge-distance-px", "4")
+    assert "resumed" in output
+    code, output = _predict(bundle, scene, tmp_path, "--merge-distance-px", "-1")
+    assert code != 0 and "--merge-distance-px" in output

@@ -80,6 +80,7 @@ def _expected(client: TestClient, tile: np.ndarray, transform: Affine | None) ->
         scale=1.0,
         nodata=-1.0,
         min_area_px=state.bundle.config.evaluation.min_area_px,
+        merge_distance_px=state.bundle.config.evaluation.merge_distance_px,
     )
     kept = sorted(
         (d for d in result.detections if d.box.row_min < height and d.box.col_min < width),
@@ -141,6 +142,25 @@ def test_detections_and_mask_are_exactly_those_of_predict_scene(
     assert PredictResponse.model_validate(body).model_dump(mode="json") == body
     png = client.post("/v1/predict", files={"tile": ("t", data)}, params={"format": "png"})
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png.content))) > 0, mask)
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (200, 150), (190, 333)])
+@pytest.mark.parametrize("merge_distance_px", [1, 4])
+def test_merged_fragments_are_exactly_those_of_predict_scene(
+    client: TestClient, shape: tuple[int, int], merge_distance_px: int
+) -> None:
+    evaluation = client.app.state.impacts.bundle.config.evaluation  # type: ignore[attr-defined]
+    tile = np.random.default_rng(sum(shape)).integers(0, 256, size=shape, dtype=np.uint8)
+    separate = client.post("/v1/predict", files={"tile": ("t", _geotiff(tile))}).json()["detections"]
+    evaluation.merge_distance_px = merge_distance_px
+    try:
+        _, detections = _expected(client, tile, TRANSFORM)
+        body = client.post("/v1/predict", files={"tile": ("t", _geotiff(tile))}).json()
+    finally:
+        evaluation.merge_distance_px = 0
+    assert body["detections"] == detections
+    assert 0 < len(detections) < len(separate), "merging must join some fragments"
+    assert sum(d["area_px"] for d in detections) >= sum(d["area_px"] for d in separate)
 
 
 def test_a_tile_without_impacts_has_no_detections(client: TestClient) -> None:

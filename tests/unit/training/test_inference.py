@@ -78,6 +78,46 @@ def test_detections_are_the_blobs_with_their_peak_score() -> None:
     assert len(result.detections) == 1
 
 
+def test_a_cluster_sharing_a_halo_is_one_detection_with_merging_across_bands() -> None:
+    image = np.full((256, 256), 200, dtype=np.uint8)
+    rr, cc = np.ogrid[:256, :256]
+    image[(rr - 96) ** 2 + (cc - 100) ** 2 <= 14**2] = 150  # the shared halo, too faint to detect
+    # Five dark spots of radius 2 in the halo, across the band boundary at row 96 (the
+    # windows of 64 px with 16 px overlap start every 48 rows), and one spot far away.
+    spots = [(90, 95), (91, 105), (100, 94), (102, 104), (96, 100), (200, 200)]
+    for row, col in spots:
+        image[(rr - row) ** 2 + (cc - col) ** 2 <= 4] = 30
+    dark = image < 100
+
+    def model(batch: np.ndarray) -> np.ndarray:
+        return np.where(batch < 0.5, 0.9, 0.05).astype(np.float32)
+
+    _, apart = _run(image, model, 64, 16, min_area_px=5)
+    assert sorted((round(d.centroid_row), round(d.centroid_col)) for d in apart.detections) == sorted(spots)
+    _, merged = _run(image, model, 64, 16, min_area_px=5, merge_distance_px=6)
+    cluster, alone = sorted(merged.detections, key=lambda d: d.box.row_min)
+    rows, cols = np.nonzero(dark[:150])
+    assert cluster.area_px == len(rows) == 5 * 13
+    assert (cluster.centroid_row, cluster.centroid_col) == pytest.approx((rows.mean(), cols.mean()))
+    assert (cluster.box.row_min, cluster.box.row_max) == (rows.min(), rows.max())
+    assert (cluster.box.col_min, cluster.box.col_max) == (cols.min(), cols.max())
+    assert cluster.peak == pytest.approx(0.9)
+    assert (round(alone.centroid_row), round(alone.centroid_col), alone.area_px) == (200, 200, 13)
+
+
+def test_the_minimum_area_applies_to_merged_detections() -> None:
+    image = np.full((128, 128), 200, dtype=np.uint8)
+    image[40:42, 40:42] = 30  # two 4 px specks 3 px apart: each below a minimum of 6 px
+    image[40:42, 45:47] = 30
+
+    def model(batch: np.ndarray) -> np.ndarray:
+        return np.where(batch < 0.5, 0.9, 0.05).astype(np.float32)
+
+    assert _run(image, model, 64, 16, min_area_px=6)[1].detections == []
+    (merged,) = _run(image, model, 64, 16, min_area_px=6, merge_distance_px=3)[1].detections
+    assert merged.area_px == 8 and (merged.box.col_min, merged.box.col_max) == (40, 46)
+
+
 def test_window_plan_covers_the_axis_and_ends_flush() -> None:
     assert WindowPlan(300, 64, 48).starts() == [0, 48, 96, 144, 192, 236]
     assert WindowPlan(64, 64, 48).starts() == [0]
