@@ -33,13 +33,29 @@ model_option = click.option(
     help="Model bundle (RUN/bundle).",
 )
 
-data_option = click.option(
-    "--data",
-    "data_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    required=True,
-    help="Patch set written by `impacts tile`.",
-)
+
+def patchset_option(
+    holds: str = "Patch set written by `impacts tile`.", *, required: bool = True
+) -> Callable[[F], F]:
+    """``--data DIR`` (parameter ``data_dir``): a patch set written by ``impacts tile``.
+
+    Args:
+        holds: The help text.
+        required: False for a command that can run without a patch set (``evaluate --scenes``).
+
+    Returns:
+        The click decorator.
+    """
+    return click.option(
+        "--data",
+        "data_dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        required=required,
+        help=holds,
+    )
+
+
+data_option = patchset_option()
 
 db_option = click.option(
     "--db",

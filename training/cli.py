@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -19,6 +20,8 @@ from impacts.options import (
     model_option,
     option_overrides,
     out_option,
+    patchset_option,
+    scenes_option,
     set_option,
 )
 
@@ -91,12 +94,44 @@ def train(
 
 @click.command()
 @model_option
-@data_option
+@patchset_option(
+    "Patch set written by `impacts tile`: patch metrics on --split (and, with --scenes, the default --names).",
+    required=False,
+)
 @click.option("--split", type=click.Choice(["val", "test", "train"]), default="test", show_default=True)
+@scenes_option(
+    "Folder of NAME.tif scenes with NAME_objects.csv or NAME_mask.tif: whole-scene metrics.",
+    exists=True,
+    required=False,
+)
+@click.option(
+    "--names",
+    default=None,
+    help="Scenes of --scenes to evaluate, comma-separated [with --data: the scenes of --split; else every scene with truth].",
+)
 @out_option("Folder for metrics.json and figures.")
 @set_option("threshold=0.4", of="the bundle's evaluation settings")
-def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path, sets: tuple[str, ...]) -> None:
-    """Measure a model bundle on a split: DIR/metrics.json, pr_curve.png, grid_chosen.png, grid_worst.png."""
+def evaluate(
+    model_path: Path,
+    data_dir: Path | None,
+    split: str,
+    scenes_dir: Path | None,
+    names: str | None,
+    out_dir: Path,
+    sets: tuple[str, ...],
+) -> None:
+    """Measure a model bundle on patches (--data) and/or whole scenes (--scenes): DIR/metrics.json and figures.
+
+    Patches: pr_curve.png, grid_chosen.png, grid_worst.png. Whole scenes: each scene is
+    predicted as `impacts predict` does (DIR/predictions/, kept for re-runs), its map
+    re-thresholded over a sweep; scene_curve.png, quicklooks/NAME.png, matches/NAME_matches.csv.
+    """
+    if data_dir is None and scenes_dir is None:
+        raise click.UsageError(
+            "pass --data PATCHES (patch metrics) and/or --scenes DIR (whole-scene metrics)"
+        )
+    if names is not None and scenes_dir is None:
+        raise click.UsageError("--names chooses scenes of --scenes DIR; pass --scenes too")
     _quiet_tensorflow()
     from impacts.atomic import write_json_atomic
     from impacts.config import override_config
@@ -104,23 +139,52 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path, sets: 
     from training.bundle import bundle_config, load_bundle
     from training.config import EvalConfig
     from training.evaluate import evaluate_model
+    from training.evaluate_scenes import evaluate_scenes, find_eval_scenes, split_scenes, write_metrics
 
-    # The overrides are checked before the model loads, so a typo fails at once.
+    # The overrides and the scenes are checked before the model loads, so a typo fails at once.
     cfg = override_config(
         bundle_config(model_path).evaluation.model_dump(),
         EvalConfig,
         list(sets),
         f"the evaluation settings of {model_path}",
     )
+    patches = PatchSet.load(data_dir) if data_dir is not None else None
+    scenes = None
+    if scenes_dir is not None:
+        chosen = [n.strip() for n in names.split(",") if n.strip()] if names is not None else None
+        if chosen is None and patches is not None:
+            chosen = split_scenes(patches, split)
+        scenes = find_eval_scenes(scenes_dir, chosen)
     bundle = load_bundle(model_path)
-    metrics = evaluate_model(bundle.model, PatchSet.load(data_dir), split, cfg, out_dir)
+    patch_metrics = whole_scene = None
+    if patches is not None:
+        patch_metrics = evaluate_model(bundle.model, patches, split, cfg, out_dir)
+        m, o = patch_metrics, patch_metrics["object"]
+        click.echo(
+            f"{split}: {m['n_patches']} patches, object P {o['precision']:.3f} R {o['recall']:.3f} F1 {o['f1']:.3f}, "
+            f"pixel MSE {m['pixel']['mse']:.3f}% IoU {m['pixel']['iou']:.3f}, FP by kind {m['fp_by_kind']}"
+        )
+    if scenes is not None:
+        whole_scene = evaluate_scenes(bundle, scenes, cfg, out_dir)
+        for name, m in whole_scene["per_scene"].items():
+            click.echo(f"scene {name}: {_scene_line(m)}")
+        click.echo(f"whole scenes ({len(scenes)}): {_scene_line(whole_scene['overall'])}")
+    write_metrics(out_dir, patch_metrics, whole_scene)
     write_json_atomic(out_dir / "model.json", {"bundle": str(bundle.path), "version": bundle.version})
-    o = metrics["object"]
-    click.echo(
-        f"{split}: {metrics['n_patches']} patches, object P {o['precision']:.3f} R {o['recall']:.3f} F1 {o['f1']:.3f}, "
-        f"pixel MSE {metrics['pixel']['mse']:.3f}% IoU {metrics['pixel']['iou']:.3f}, FP by kind {metrics['fp_by_kind']}"
-    )
     click.echo(f"metrics: {out_dir / 'metrics.json'}")
+
+
+def _scene_line(m: dict[str, Any]) -> str:
+    """One line of whole-scene metrics for the terminal."""
+
+    def fmt(value: float | None, spec: str) -> str:
+        return "n/a" if value is None else format(value, spec)
+
+    return (
+        f"recall {fmt(m['recall'], '.3f')} ({m['found']}/{m['impacts']}), precision {fmt(m['precision'], '.3f')}, "
+        f"{fmt(m['false_candidates_per_100km2'], '.1f')} false/100 km² ({m['false_candidates']}), "
+        f"duplicates {m['duplicates']}, false by kind {m['false_candidates_by_kind']}"
+    )
 
 
 @click.command()
@@ -131,6 +195,12 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path, sets: 
 @click.option("--overlap-px", type=int, default=None, help="Window overlap, blended away [64].")
 @click.option("--batch-size", type=int, default=None, help="Windows per model call [8].")
 @click.option("--threshold", type=float, default=None, help="Detection threshold [the bundle's].")
+@click.option(
+    "--merge-distance-px",
+    type=int,
+    default=None,
+    help="Detections whose boxes are at most this many px apart become one; 0 = no merging [the bundle's].",
+)
 @array_index_option("Predict")
 def predict(
     model_path: Path,
@@ -140,6 +210,7 @@ def predict(
     overlap_px: int | None,
     batch_size: int | None,
     threshold: float | None,
+    merge_distance_px: int | None,
     array_index: int | None,
 ) -> None:
     """Predict whole scenes (TARGET: NAME.tif or a folder): NAME_prob.tif, NAME_detections.geojson/.csv.
@@ -157,6 +228,7 @@ def predict(
         "overlap_px": overlap_px,
         "batch_size": batch_size,
         "threshold": threshold,
+        "merge_distance_px": merge_distance_px,
     }
     cfg = validate_config(
         PredictConfig,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -85,6 +86,42 @@ class EvalConfig(StrictModel):
     min_area_px: int = Field(4, ge=1, description="Smaller predicted objects are ignored.")
     res_m: float = Field(6.0, gt=0, description="Pixel size for false positives per 100 km^2.")
     grid_patches: int = Field(6, ge=1, description="Patches in each prediction grid (chosen and worst).")
+    merge_distance_px: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Detections whose boxes are at most this many px apart become one (fragments of one "
+            "blast zone or cluster, see tiling/fragments.py); 0 = no merging."
+        ),
+    )
+    match_radii: float = Field(
+        1.5,
+        gt=0,
+        description=(
+            "Whole scenes: a detection hits an impact when its centroid lies within "
+            "max(match_radii * radius_px, match_min_px) of the impact's centre."
+        ),
+    )
+    match_min_px: float = Field(
+        8.0, ge=0, description="Whole scenes: the least matching distance in px (small impacts)."
+    )
+    size_classes_px: list[float] = Field(
+        [5.0, 10.0, 20.0],
+        description="Whole scenes: radius bounds in px of the size classes recall is given for (ascending).",
+    )
+    sweep_thresholds: list[float] = Field(
+        [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+        description="Whole scenes: thresholds of the sweep (the operating threshold is always added).",
+    )
+
+    @model_validator(mode="after")
+    def _ascending(self) -> EvalConfig:
+        edges = self.size_classes_px
+        if any(b <= a for a, b in itertools.pairwise(edges)) or any(e <= 0 for e in edges):
+            raise ValueError(f"size_classes_px must be positive and ascending, got {edges}")
+        if any(not 0 < t < 1 for t in self.sweep_thresholds):
+            raise ValueError(f"sweep_thresholds must lie in (0, 1), got {self.sweep_thresholds}")
+        return self
 
 
 class DistributeConfig(StrictModel):

@@ -1,0 +1,159 @@
+"""The streamed pass of whole-scene evaluation: a kept probability map re-thresholded at
+every threshold of a sweep, stripe by stripe.
+
+The scene, its ``NAME_prob.tif`` (uint8, probability x 255, as ``impacts predict`` writes
+it) and, when the truth comes from it, its mask are read together in stripes of whole
+blocks (about :data:`STRIPE_PX` pixels). Each stripe is thresholded at every threshold and
+fed to one :class:`tiling.components.ComponentTracker` per threshold; the mask to another;
+valid (not no-data) pixels are counted and the image is shrunk for the quicklook on the
+way. Memory: one stripe of rows plus the components' statistics (a few numbers each).
+
+A pixel counts at threshold ``t`` when ``stored / 255 >= t`` (:func:`threshold_level`).
+Detections then pass through fragment merging and the minimum area, as in
+``impacts predict``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from impacts.errors import SceneError
+from tiling.components import ComponentTracker, Impact, ImpactColumns
+from tiling.fragments import merge_columns
+from tiling.io import SceneFiles, open_image, open_scene, read_window
+from tiling.windows import stripe_rows
+
+#: Pixels read per stripe (bounds the pass's memory).
+STRIPE_PX = 4_000_000
+#: Longest side of a quicklook, px (the scene is shrunk by a power of two to fit).
+QUICKLOOK_PX = 1600
+
+
+@dataclass(frozen=True)
+class EvalScene:
+    """A scene to evaluate and where its truth comes from (objects list, else mask)."""
+
+    name: str
+    image: Path
+    mask: Path | None
+    objects: Path | None
+
+    @property
+    def truth(self) -> str:
+        return "objects" if self.objects is not None else "mask"
+
+
+def threshold_level(threshold: float) -> int:
+    """The smallest stored 8-bit value (probability x 255, rounded) that counts at
+    ``threshold``: ``stored / 255 >= threshold``."""
+    return math.ceil(round(threshold * 255, 6))
+
+
+@dataclass
+class ScenePass:
+    """What one streamed pass over a scene gives: detections per threshold (merged, at
+    least the minimum area), the mask's impacts (when read), valid pixels, a quicklook."""
+
+    height: int
+    width: int
+    valid_px: int
+    detections: dict[float, ImpactColumns]
+    mask_impacts: list[Impact] | None
+    quicklook: np.ndarray
+    step: int
+    transform: Any
+    crs: Any
+
+
+def _block_mean(rows: np.ndarray, step: int) -> np.ndarray:
+    """Mean of each ``step x step`` block (smaller at the right and bottom edges)."""
+    h, w = rows.shape
+    starts_r, starts_c = np.arange(0, h, step), np.arange(0, w, step)
+    sums = np.add.reduceat(np.add.reduceat(rows.astype(np.float64), starts_r, axis=0), starts_c, axis=1)
+    counts = np.outer(np.diff(np.append(starts_r, h)), np.diff(np.append(starts_c, w)))
+    return (sums / counts).astype(np.float32)
+
+
+def rethreshold_scene(
+    scene: EvalScene,
+    prob_path: Path,
+    thresholds: Sequence[float],
+    min_area_px: int,
+    merge_distance_px: int,
+    progress: tqdm | None = None,
+) -> ScenePass:
+    """Re-threshold a kept probability map at every threshold, stripe by stripe.
+
+    Args:
+        scene: The scene (its image gives the valid area; its mask is read when the truth
+            comes from it).
+        prob_path: Its ``NAME_prob.tif`` (uint8, probability x 255, on the scene grid).
+        thresholds: The thresholds.
+        min_area_px: Smaller detections (after merging) are dropped.
+        merge_distance_px: Fragment merging (:mod:`tiling.fragments`).
+        progress: Updated with the rows done.
+
+    Returns:
+        The pass's results.
+
+    Raises:
+        SceneError: The map is not on the scene's grid (or a raster cannot be read).
+    """
+    read_mask = scene.objects is None and scene.mask is not None
+    with ExitStack() as stack:
+        prob_ds, prob_info = stack.enter_context(open_image(prob_path))
+        mask_ds = None
+        if read_mask:
+            files = SceneFiles(scene.name, scene.image, scene.mask)
+            image_ds, mask_ds, info = stack.enter_context(open_scene(files))
+        else:
+            image_ds, info = stack.enter_context(open_image(scene.image))
+        height, width = info.height, info.width
+        if (prob_info.height, prob_info.width) != (height, width) or prob_info.dtype != "uint8":
+            raise SceneError(
+                f"{prob_ds.name}: {prob_info.height}x{prob_info.width} {prob_info.dtype}, expected the "
+                f"{height}x{width} uint8 map of {scene.image}; delete it and evaluate again"
+            )
+        step = 1 << max(0, math.ceil(math.log2(max(height, width) / QUICKLOOK_PX)))
+        rows_per_stripe = stripe_rows(width, max(prob_info.block_shape[0], step), STRIPE_PX, step)
+        levels = {t: threshold_level(t) for t in thresholds}
+        trackers = {t: ComponentTracker(width) for t in thresholds}
+        mask_tracker = ComponentTracker(width) if mask_ds is not None else None
+        quicklook: list[np.ndarray] = []
+        valid_px = 0
+        for row0 in range(0, height, rows_per_stripe):
+            count = min(rows_per_stripe, height - row0)
+            image = read_window(image_ds, row0, 0, count, width)
+            prob = read_window(prob_ds, row0, 0, count, width)
+            valid_px += int(np.count_nonzero(image != info.nodata))
+            values = prob.astype(np.float32) / 255.0
+            for t, tracker in trackers.items():
+                tracker.add_stripe(prob >= levels[t], row0, values=values)
+            if mask_tracker is not None:
+                mask_tracker.add_stripe(read_window(mask_ds, row0, 0, count, width), row0)
+            quicklook.append(_block_mean(image, step))
+            if progress is not None:
+                progress.update(count)
+        detections = {}
+        for t, tracker in trackers.items():
+            merged = merge_columns(tracker.pop_complete_columns(final=True), merge_distance_px)
+            detections[t] = merged.take(merged.area >= min_area_px)
+        return ScenePass(
+            height=height,
+            width=width,
+            valid_px=valid_px,
+            detections=detections,
+            mask_impacts=mask_tracker.pop_complete(final=True) if mask_tracker is not None else None,
+            quicklook=np.concatenate(quicklook),
+            step=step,
+            transform=info.transform,
+            crs=info.crs,
+        )
