@@ -35,6 +35,12 @@ def _quiet_tensorflow() -> None:
 @data_option
 @out_option("Run folder (an existing one is resumed).")
 @set_option("epochs=3")
+@scenes_option(
+    "The tiled scenes with their truth (sets evaluation.scenes_dir): the val and test scenes are "
+    "predicted whole after every round, and the bundle's operating point is chosen on the val scenes.",
+    exists=True,
+    required=False,
+)
 @click.option(
     "--strategy",
     type=click.Choice(["auto", "single", "mirrored", "horovod"]),
@@ -51,6 +57,7 @@ def train(
     data_dir: Path,
     out_dir: Path,
     sets: tuple[str, ...],
+    scenes_dir: Path | None,
     strategy: str | None,
     dry_run: bool,
 ) -> None:
@@ -61,7 +68,14 @@ def train(
     from training.config import TrainConfig
     from training.train import train_plan, train_run
 
-    cfg = load_config(config_path, TrainConfig, option_overrides({"distribute.strategy": strategy}, sets))
+    cfg = load_config(
+        config_path,
+        TrainConfig,
+        option_overrides(
+            {"distribute.strategy": strategy, "evaluation.scenes_dir": scenes_dir and scenes_dir.resolve()},
+            sets,
+        ),
+    )
     if dry_run:
         click.echo(json.dumps({"dry_run": True, "out": str(out_dir), **train_plan(cfg, data_dir)}))
         return
@@ -88,6 +102,20 @@ def train(
                     f"{m['object']['f1']:6.3f} {m['fp_by_kind'].get('crater', 0):8d} {m['pixel']['mse']:8.3f}"
                 )
     click.echo(f"bundle: {report['bundle']}")
+    point = report.get("operating_point")
+    if point is not None:
+        val, test = point["val"] or {}, point["test"] or {}
+
+        def num(row: dict[str, Any], key: str) -> str:
+            return "-" if row.get(key) is None else f"{row[key]:.3g}"
+
+        click.echo(
+            f"operating point (val scenes, target recall {point['target_recall']:g}): threshold "
+            f"{point['threshold']:g}, min area {point['min_area_px']} px, merge {point['merge_distance_px']} px; "
+            f"val recall {num(val, 'recall')}, {num(val, 'false_candidates_per_100km2')} false/100 km²; "
+            f"test recall {num(test, 'recall')}, {num(test, 'false_candidates_per_100km2')} false/100 km²"
+            + ("" if point["reached_target"] else " (target not reached: highest-recall setting)")
+        )
     figures = [str(p) for p in (out_dir / "loss_curve.png", out_dir / "rounds.png") if p.is_file()]
     click.echo(f"report: {out_dir / 'report.json'}, figures: {', '.join(figures) or 'none'}")
 

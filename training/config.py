@@ -113,6 +113,28 @@ class EvalConfig(StrictModel):
         [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
         description="Whole scenes: thresholds of the sweep (the operating threshold is always added).",
     )
+    scenes_dir: str | None = Field(
+        None,
+        description=(
+            "Training: folder of the tiled scenes (NAME.tif with NAME_objects.csv or NAME_mask.tif); "
+            "when set (or `impacts train --scenes DIR`), the val and test scenes are predicted whole "
+            "after every round and the operating point is chosen on the val scenes; None = skipped."
+        ),
+    )
+    target_recall: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description=(
+            "Training with scenes_dir: the operating point stored in the bundle is the val setting with "
+            "the fewest false candidates per 100 km² reaching this whole-scene recall "
+            "(training/operating_point.py)."
+        ),
+    )
+    sweep_merge_distances_px: list[int] = Field(
+        [0, 2, 4],
+        description="Training with scenes_dir: fragment merging distances tried with every sweep threshold.",
+    )
 
     @model_validator(mode="after")
     def _ascending(self) -> EvalConfig:
@@ -121,6 +143,8 @@ class EvalConfig(StrictModel):
             raise ValueError(f"size_classes_px must be positive and ascending, got {edges}")
         if any(not 0 < t < 1 for t in self.sweep_thresholds):
             raise ValueError(f"sweep_thresholds must lie in (0, 1), got {self.sweep_thresholds}")
+        if any(d < 0 for d in self.sweep_merge_distances_px):
+            raise ValueError(f"sweep_merge_distances_px must be >= 0, got {self.sweep_merge_distances_px}")
         return self
 
 

@@ -18,13 +18,14 @@ from tiling.patchset import EVAL_KINDS, POSITIVE_KINDS, PatchRecord, PatchSet
 from tiling.synth import KnownObject, load_objects
 from training.config import EvalConfig
 from training.data import iterate_patches
+from training.grids import plot_prediction_grid
 from training.metrics import (
     ObjectAccumulator,
     PixelAccumulator,
     object_pr_curve,
     patch_objects,
 )
-from training.report import plot_pr_curve, plot_prediction_grid
+from training.report import plot_pr_curve
 
 log = logging.getLogger(__name__)
 

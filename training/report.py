@@ -1,4 +1,5 @@
-"""Training report figures: loss curves, precision-recall, prediction grids, mining rounds.
+"""Training report figures: loss curves, precision-recall, mining rounds (prediction grids:
+:mod:`training.grids`).
 
 Each function draws one figure and writes it as a PNG. Figures are built with
 :class:`matplotlib.figure.Figure` on a :class:`~matplotlib.backends.backend_agg.FigureCanvasAgg`
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,14 +25,6 @@ from matplotlib.ticker import MaxNLocator
 log = logging.getLogger(__name__)
 
 DPI = 100
-CELL_IN = 2.2  # side of one prediction-grid cell, inches
-COLORBAR_IN = 0.6  # extra grid width for the probability colour bar, inches
-GRID_TITLE_IN = 0.4  # extra grid height for the overall title, inches
-# Agg refuses images of 2**16 px or more in either direction; stay well inside it.
-MAX_GRID_ROWS = 250
-PROB_CMAP = "viridis"
-ROW_TITLE_CHARS = 90  # grid row titles wrap at this many characters
-CONTOUR_COLOR = "red"
 LR_KEYS = ("lr", "learning_rate")
 MARKER_MAX_POINTS = 40  # draw point markers on curves with at most this many points
 
@@ -287,114 +279,6 @@ def plot_pr_curve(
     return _save(fig, path)
 
 
-def _as_2d(array: np.ndarray, what: str, row: int) -> np.ndarray:
-    """Drop a trailing channel axis of size 1; raise unless the result is 2-D."""
-    arr = np.asarray(array)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim != 2:
-        raise ValueError(
-            f"{what} of row {row} has shape {np.asarray(array).shape}; pass a 2-D (rows, cols) "
-            "or (rows, cols, 1) array"
-        )
-    return arr
-
-
-def _stretch(image: np.ndarray) -> np.ndarray:
-    """Scale a grayscale image to 0..1 between its own 1st and 99th percentiles."""
-    values = image.astype(np.float32)
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return np.zeros_like(values)
-    lo, hi = (np.float32(v) for v in np.percentile(finite, [1, 99]))
-    if hi <= lo:  # flat patch: show mid-gray rather than divide by zero
-        return np.full_like(values, 0.5)
-    return np.clip((values - lo) / (hi - lo), 0.0, 1.0)
-
-
-def plot_prediction_grid(
-    images: Sequence[np.ndarray],
-    truths: Sequence[np.ndarray],
-    probs: Sequence[np.ndarray],
-    path: Path,
-    *,
-    titles: Sequence[str] = (),
-    threshold: float = 0.5,
-    title: str = "",
-) -> Path:
-    """Plot one row per patch: input, true mask, and predicted probability.
-
-    The input is shown in grayscale stretched to its own 1st-99th percentile (any integer or
-    float type, e.g. uint8 or uint16), the true mask in black/white, and the probability
-    with a fixed 0..1 colour map, a colour bar, and its ``threshold`` contour in red. Each
-    cell is :data:`CELL_IN` inches square, so the PNG grows in height with the row count.
-
-    Args:
-        images: Input patches, each (rows, cols) or (rows, cols, 1).
-        truths: True masks, nonzero where an impact is, same shapes.
-        probs: Predicted probabilities in 0..1, same shapes.
-        path: PNG to write.
-        titles: One title per row (e.g. patch id, kind, score), or empty for none.
-        threshold: Probability at which the contour is drawn.
-        title: Figure title, or empty for none.
-
-    Returns:
-        ``path``.
-
-    Raises:
-        ValueError: If the sequences are empty or differ in length, there are more than
-            :data:`MAX_GRID_ROWS` rows, or a row's arrays are not 2-D of one shape.
-    """
-    n = len(images)
-    lengths = {"images": n, "truths": len(truths), "probs": len(probs)}
-    if titles:
-        lengths["titles"] = len(titles)
-    if n == 0 or len(set(lengths.values())) > 1:
-        raise ValueError(
-            "prediction grid needs equal, non-zero numbers of rows, got "
-            + ", ".join(f"{k}={v}" for k, v in lengths.items())
-        )
-    if n > MAX_GRID_ROWS:
-        raise ValueError(f"{n} rows exceed the {MAX_GRID_ROWS} a PNG can hold; split them over several grids")
-
-    height_in = n * CELL_IN + (GRID_TITLE_IN if title else 0.0)
-    fig = Figure(figsize=(3 * CELL_IN + COLORBAR_IN, height_in), dpi=DPI, layout="constrained")
-    if title:
-        fig.suptitle(title)
-    subfigs = fig.subfigures(n, 1, squeeze=False)[:, 0]
-    for i, subfig in enumerate(subfigs):
-        image = _as_2d(images[i], "image", i)
-        truth = _as_2d(truths[i], "truth", i)
-        prob = _as_2d(probs[i], "probs", i)
-        if not image.shape == truth.shape == prob.shape:
-            raise ValueError(
-                f"row {i} has image {image.shape}, truth {truth.shape}, probs {prob.shape}; "
-                "all three must have one shape"
-            )
-        ax_img, ax_true, ax_prob = subfig.subplots(1, 3)
-        ax_img.imshow(_stretch(image), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax_true.imshow(truth != 0, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        shown = ax_prob.imshow(prob, cmap=PROB_CMAP, vmin=0, vmax=1, interpolation="nearest")
-        prob_f = prob.astype(np.float32)
-        # A threshold the patch never crosses has no line; skipping it also avoids the
-        # "no contour levels" warning (and line at the data minimum) of older matplotlib.
-        if np.nanmin(prob_f) < threshold < np.nanmax(prob_f):
-            ax_prob.contour(prob_f, levels=[threshold], colors=CONTOUR_COLOR, linewidths=1)
-        subfig.colorbar(shown, ax=ax_prob, fraction=0.05, pad=0.02)
-        for ax in (ax_img, ax_true, ax_prob):
-            ax.set_xticks([])
-            ax.set_yticks([])
-        # Column labels on every row keep the cells one size and each row readable on its
-        # own when scrolling a tall grid.
-        ax_img.set_title("input", fontsize=8)
-        ax_true.set_title("true mask", fontsize=8)
-        ax_prob.set_title(f"probability ({CONTOUR_COLOR} line: {threshold:g})", fontsize=8)
-        if titles:
-            # Wrap so a long title (scene, window, kind, score) stays inside the row.
-            subfig.suptitle(textwrap.fill(str(titles[i]), ROW_TITLE_CHARS), fontsize=9)
-    return _save(fig, path)
-
-
 def _get(mapping: Mapping[str, Any], keys: Sequence[str]) -> Any:
     """``mapping[keys[0]][keys[1]]...``, or None where a key is missing."""
     value: Any = mapping
@@ -416,7 +300,9 @@ def plot_rounds(rounds: Sequence[Mapping[str, Any]], path: Path) -> Path:
     Args:
         rounds: One mapping per round: ``round`` (number; the position if missing) and
             ``val``/``test``, each ``{"object": {"precision", "recall", "f1"},
-            "fp_by_kind": {kind: count}}``; a round needs at least one of the two splits.
+            "fp_by_kind": {kind: count}}`` and optionally ``"whole_scene"`` (a third panel:
+            ``operating`` recall and false candidates per 100 km²); a round needs at least
+            one of the two splits.
         path: PNG to write.
 
     Returns:
@@ -432,8 +318,12 @@ def plot_rounds(rounds: Sequence[Mapping[str, Any]], path: Path) -> Path:
             raise ValueError(f"round entry {i} has neither 'val' nor 'test'; keys: {sorted(r)}")
     x = np.array([float(r.get("round", i)) for i, r in enumerate(rounds)])
 
-    fig = Figure(figsize=(11.0, 4.4), dpi=DPI, layout="constrained")
-    ax_obj, ax_fp = fig.subplots(1, 2)
+    scenes = any(_get(r, [split, "whole_scene"]) is not None for r in rounds for split in ("val", "test"))
+    fig = Figure(figsize=(16.0 if scenes else 11.0, 4.4), dpi=DPI, layout="constrained")
+    axes = fig.subplots(1, 3 if scenes else 2)
+    ax_obj, ax_fp = axes[0], axes[1]
+    if scenes:
+        _plot_whole_scenes(axes[2], rounds, x)
     fig.suptitle("Hard-negative mining rounds")
     for split, style in (("test", "-"), ("val", "--")):
         if all(_get(r, [split]) is None for r in rounds):
@@ -469,9 +359,34 @@ def plot_rounds(rounds: Sequence[Mapping[str, Any]], path: Path) -> Path:
     if kinds:
         ax_fp.legend(fontsize=8, loc="upper right")
 
-    for ax in (ax_obj, ax_fp):
+    for ax in axes:
         ax.set_xlabel("round")
         ax.set_xticks(x)
         ax.set_xticklabels([f"{v:g}" for v in x])
         ax.grid(alpha=0.3, axis="y")
     return _save(fig, path)
+
+
+def _plot_whole_scenes(ax: Axes, rounds: Sequence[Mapping[str, Any]], x: np.ndarray) -> None:
+    """Whole-scene recall (left axis) and false candidates per 100 km² (right axis) per
+    round at the config's operating threshold, test solid and val dashed."""
+    ax_fp = ax.twinx()
+    for split, style in (("test", "-"), ("val", "--")):
+        for axis, metric, color in (
+            (ax, "recall", "C1"),
+            (ax_fp, "false_candidates_per_100km2", "C3"),
+        ):
+            values = [_get(r, [split, "whole_scene", "operating", metric]) for r in rounds]
+            if all(v is None for v in values):
+                continue
+            y = np.array([math.nan if v is None else float(v) for v in values])
+            label = "recall" if metric == "recall" else "false cand. / 100 km²"
+            axis.plot(x, y, style, color=color, marker="o", ms=4, label=f"{split} {label}")
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("whole-scene recall")
+    ax_fp.set_ylabel("false candidates per 100 km²")
+    ax_fp.set_ylim(bottom=0)
+    ax.set_title("Whole scenes (config threshold)")
+    handles = [h for a in (ax, ax_fp) for h in a.get_legend_handles_labels()[0]]
+    if handles:
+        ax.legend(handles=handles, fontsize=8, loc="lower right")

@@ -19,6 +19,9 @@ Run folder::
     RUN/bundle              model bundle (training.load_bundle): a link to a complete
     RUN/bundle.versions/    version folder, swapped in one step (training.bundle)
     RUN/report.json         one entry per round: mined patches, val and test metrics
+                            (with ``evaluation.scenes_dir``: each split's ``whole_scene``
+                            figures, and the ``operating_point`` chosen on val scenes)
+    RUN/whole_scene/predictions/   the last round's val and test scene predictions
 
 Without a val split (fewer than 3 scenes tiled, no ``split.val_scenes``) the run goes on:
 early stopping and ``best.keras`` watch the training loss (``monitor`` in each round's
@@ -61,6 +64,7 @@ from training.distribute import Distribution, chief_only_logging, lr_factor, set
 from training.evaluate import evaluate_model, json_safe
 from training.mining import apply_mined, mine_pool, mining_candidates, mining_quota
 from training.report import plot_loss_curves, plot_rounds
+from training.round_scenes import WHOLE_SCENE, evaluate_round_scenes, operating_point_of, with_operating_point
 
 log = logging.getLogger(__name__)
 
@@ -378,6 +382,8 @@ def _train(
     model = None
     if state["rounds"]:
         log.info("resuming after round %d", len(state["rounds"]) - 1)
+    if cfg.evaluation.scenes_dir is None:
+        log.info("whole-scene evaluation skipped: no scenes folder (impacts train --scenes DIR)")
     for round_index in range(len(state["rounds"]), rounds_total):
         if model is None or (round_index > 0 and cfg.mining.mode == "restart"):
             model = build_compiled_model(cfg, _steps_hint(patches, cfg, dist), dist)
@@ -397,6 +403,8 @@ def _train(
             for split in EVAL_SPLITS:
                 if patches.select(split, EVAL_KINDS):
                     entry[split] = evaluate_model(plain, patches, split, cfg.evaluation)
+            for scene_split, block in evaluate_round_scenes(plain, version, cfg, patches, out).items():
+                entry.setdefault(scene_split, {})[WHOLE_SCENE] = block
         entry["mined"] = 0
         if round_index < rounds_total - 1:
             entry["mined"] = _mine(plain, patches, cfg, round_index + 1, version, dist)
@@ -455,12 +463,26 @@ def _finish(
     version = last["model_version"]
     metrics: dict[str, Any] = {split: last[split] for split in EVAL_SPLITS if split in last}
     plain = plain_model(model, cfg, dist)
-    bundle = export_bundle(out / "bundle", plain, cfg, version, state["history"], metrics)
+    # Predict, the service and the review import read the operating point from the bundle.
+    point = operating_point_of(last, cfg)
+    bundle_cfg = cfg
+    if point is not None:
+        bundle_cfg = with_operating_point(cfg, point)
+        metrics["operating_point"] = point
+        log.info(
+            "operating point (val scenes, target recall %g): threshold %g, merge distance %d px; %s",
+            point["target_recall"],
+            point["threshold"],
+            point["merge_distance_px"],
+            point["reason"],
+        )
+    bundle = export_bundle(out / "bundle", plain, bundle_cfg, version, state["history"], json_safe(metrics))
     report = {
         "version": version,
         "bundle": str(bundle),
         "rounds": state["rounds"],
         "distribution": run_setup(cfg, dist),
+        **({"operating_point": point} if point is not None else {}),
     }
     write_json_atomic(out / "report.json", json_safe(report))
     if state["history"].get("loss"):

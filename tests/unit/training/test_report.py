@@ -11,17 +11,8 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from training.report import (
-    CELL_IN,
-    COLORBAR_IN,
-    DPI,
-    GRID_TITLE_IN,
-    _stretch,
-    plot_loss_curves,
-    plot_pr_curve,
-    plot_prediction_grid,
-    plot_rounds,
-)
+from training.grids import CELL_IN, COLORBAR_IN, GRID_TITLE_IN, _stretch, plot_prediction_grid
+from training.report import DPI, plot_loss_curves, plot_pr_curve, plot_rounds
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PATCH_PX = 32
@@ -219,6 +210,27 @@ def test_rounds_val_only_and_single_round(tmp_path: Path) -> None:
     mixed = [ROUNDS[0], _round(1, 0.7, 0.8, {"crater": 3}, test=False)]
     _png_size(plot_rounds(mixed, tmp_path / "mixed.png"))
     _png_size(plot_rounds([_round(0, 0.5, 0.5, {}, test=False)], tmp_path / "one.png"))
+
+
+def test_rounds_with_whole_scenes_get_a_third_panel(tmp_path: Path) -> None:
+    rounds = [
+        {
+            **r,
+            "val": {
+                **r["val"],
+                "whole_scene": {
+                    "operating": {"recall": 0.7 + 0.1 * k, "false_candidates_per_100km2": 30.0 - 10 * k}
+                },
+            },
+        }
+        for k, r in enumerate(ROUNDS)
+    ]
+    rounds[0]["test"] = {
+        **rounds[0]["test"],
+        "whole_scene": {"operating": {"recall": None, "false_candidates_per_100km2": 12.0}},
+    }
+    path = plot_rounds(rounds, tmp_path / "rounds.png")
+    _assert_size(path, 16.0, 4.4)
 
 
 def test_rounds_rejects_empty_and_splitless(tmp_path: Path) -> None:
