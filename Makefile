@@ -52,6 +52,8 @@ demo: install
 	$(BIN)/impacts tile --scenes $(DEMO)/scenes --out $(DEMO)/patches --config configs/tile.yaml
 	$(BIN)/impacts train --config configs/unet-demo.yaml --data $(DEMO)/patches --out $(DEMO)/run
 	$(BIN)/impacts evaluate --model $(DEMO)/run/bundle --data $(DEMO)/patches --split test --out $(DEMO)/eval
+	$(BIN)/impacts evaluate --model $(DEMO)/run/bundle --data $(DEMO)/patches --split test --scenes $(DEMO)/scenes \
+	  --out $(DEMO)/eval-scenes > $(DEMO)/eval-scenes.txt && cat $(DEMO)/eval-scenes.txt
 	$(BIN)/impacts predict --model $(DEMO)/run/bundle $(DEMO)/scenes --out $(DEMO)/predictions
 	$(BIN)/impacts review import $(DEMO)/predictions --scenes $(DEMO)/scenes --db $(DEMO_DB)
 	$(BIN)/impacts review users list --db $(DEMO_DB) | grep -qx $(DEMO_USER) || \
@@ -60,6 +62,8 @@ demo: install
 	@echo "  run report  $(DEMO)/run/report.json  (per round: mined patches, val/test metrics)"
 	@echo "  figures     $(DEMO)/run/loss_curve.png $(DEMO)/run/rounds.png"
 	@echo "  evaluation  $(DEMO)/eval/metrics.json $(DEMO)/eval/pr_curve.png $(DEMO)/eval/grid_chosen.png $(DEMO)/eval/grid_worst.png"
+	@echo "  whole scenes $(DEMO)/eval-scenes/metrics.json $(DEMO)/eval-scenes/scene_curve.png $(DEMO)/eval-scenes/quicklooks/"
+	@echo "  test scene, whole:" && grep '^whole scenes' $(DEMO)/eval-scenes.txt
 	@echo "  model       $(DEMO)/run/bundle"
 	@echo "  detections  $(DEMO)/predictions/*_detections.geojson, *_prob.tif (queued for review in $(DEMO)/review.db)"
 ifneq ($(DEMO_SERVE),0)
