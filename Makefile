@@ -46,7 +46,7 @@ image:
 	.ci/image.sh
 
 ## demo: synthetic scenes -> patches -> U-Net with one mining round -> evaluation -> predictions
-## -> review queue; ends serving the model and the review UI (about 10 min on 2 cores)
+## -> review queue; ends serving the model and the review UI (about 22 min on 2 cores, measured 2026-12-01)
 demo: install
 	$(BIN)/impacts synth --out $(DEMO)/scenes --count 6 --seed 7
 	$(BIN)/impacts tile --scenes $(DEMO)/scenes --out $(DEMO)/patches --config configs/tile.yaml
