@@ -28,30 +28,19 @@ import json
 import logging
 import math
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from impacts.atomic import atomic_path, write_json_atomic
+from impacts.atomic import write_json_atomic
 from impacts.errors import PatchSetError
 from impacts.scenes import MASK_SUFFIX, scene_file
-from tiling.io import (
-    SceneFiles,
-    SceneInfo,
-    open_image,
-    open_scene,
-    read_window,
-)
+from tiling.io import SceneFiles
 from tiling.patchset import (
     EVAL_SPLITS,
     MANIFEST_NAME,
     REVIEWED,
-    TRAIN_SPLIT,
     PatchRecord,
     PatchSetLayout,
     read_manifest,
@@ -59,8 +48,7 @@ from tiling.patchset import (
     reviewed_shard,
     write_manifest,
 )
-from tiling.shards import encode_patch
-from tiling.tfrecord import TFRecordWriter
+from tiling.window_patches import WindowPatch, open_for_cutting, read_patch, write_patch_shard
 from tiling.windows import Box, crop_start_range
 
 log = logging.getLogger(__name__)
@@ -229,39 +217,23 @@ def _patch_shape(root: Path, records: list[PatchRecord]) -> tuple[int, str]:
     return records[0].height, record_dtype(root, records[0])
 
 
-@contextmanager
-def _open(files: SceneFiles) -> Iterator[tuple[Any, Any, SceneInfo]]:
-    """The scene's image and mask datasets (mask None when the scene has none) and its grid."""
-    if files.mask is None:
-        with open_image(files.image) as (image, info):
-            yield image, None, info
-    else:
-        with open_scene(files) as (image, mask, info):
-            yield image, mask, info
-
-
 @dataclass(frozen=True)
 class _Cut:
-    """A reviewed row's patch: top-left scene pixel, pixels, 0/1 mask, no-data share."""
+    """A reviewed row and its patch."""
 
     item: HardNegative
-    row: int
-    col: int
-    image: np.ndarray
-    mask: np.ndarray
-    nodata_fraction: float
+    patch: WindowPatch
 
 
 def _cut(files: SceneFiles, rows: list[HardNegative], patch_px: int, dtype: str, source: Path) -> list[_Cut]:
     """Read each row's window of one scene (only that window, of the image and the mask)."""
     cuts = []
-    with _open(files) as (image, mask, info):
+    with open_for_cutting(files) as (image, mask, info):
         if info.dtype != dtype:
             raise PatchSetError(
                 f"{source}, line {rows[0].line}: scene {files.name} is {info.dtype} but the patch set is {dtype}; "
                 "a patch set holds one pixel type, drop the rows of this scene"
             )
-        nodata = np.array(info.nodata).astype(info.dtype)  # as the tiler compares
         for item in rows:
             b = item.box
             if b.row_max >= info.height or b.col_max >= info.width or min(info.height, info.width) < patch_px:
@@ -279,12 +251,7 @@ def _cut(files: SceneFiles, rows: list[HardNegative], patch_px: int, dtype: str,
                     b.width,
                     patch_px,
                 )
-            pixels = read_window(image, top, left, patch_px, patch_px)
-            if mask is None:
-                labels = np.zeros((patch_px, patch_px), np.uint8)
-            else:  # any non-zero mask value is an impact, stored 0/1 like the tiler's patches
-                labels = (read_window(mask, top, left, patch_px, patch_px) != 0).astype(np.uint8)
-            cuts.append(_Cut(item, top, left, pixels, labels, float(np.mean(pixels == nodata))))
+            cuts.append(_Cut(item, read_patch(image, mask, info, top, left, patch_px)))
     return cuts
 
 
@@ -342,36 +309,22 @@ def _plan(
     return todo
 
 
-def _write_shard(root: Path, cuts: list[_Cut], patch_px: int) -> list[PatchRecord]:
+def _write_shard(root: Path, cuts: list[_Cut]) -> list[PatchRecord]:
     """Write the patches to ``reviewed/reviewed-<hash of their ids>.tfrecord`` (built as
     ``.partial`` and renamed) and return their manifest records."""
     ids = [patch_id_for(c.item.detection_id) for c in cuts]
     layout, shard = PatchSetLayout(root), reviewed_shard(ids)
     layout.reviewed_dir.mkdir(exist_ok=True)
-    records = []
-    with atomic_path(layout.shard(shard)) as partial, TFRecordWriter(partial) as writer:
-        for c, pid in zip(cuts, ids, strict=True):
-            offset = writer.write(encode_patch(pid, c.image, c.mask))
-            records.append(
-                PatchRecord(
-                    patch_id=pid,
-                    scene=c.item.scene,
-                    row=c.row,
-                    col=c.col,
-                    height=patch_px,
-                    width=patch_px,
-                    split=TRAIN_SPLIT,
-                    kind=KIND,
-                    impact_fraction=float(np.count_nonzero(c.mask)) / c.mask.size,
-                    nodata_fraction=c.nodata_fraction,
-                    shard=shard,
-                    offset=offset,
-                    score=c.item.score,
-                    model_version=c.item.model_version,
-                )
-            )
-            if c.mask.any():
-                log.warning("detection %s: its patch holds mapped impact pixels (kept as the mask says)", pid)
+    records = write_patch_shard(
+        layout.shard(shard),
+        shard,
+        [(pid, c.item.scene, c.patch) for c, pid in zip(cuts, ids, strict=True)],
+        KIND,
+        [{"score": c.item.score, "model_version": c.item.model_version} for c in cuts],
+    )
+    for c, pid in zip(cuts, ids, strict=True):
+        if c.patch.mask.any():
+            log.warning("detection %s: its patch holds mapped impact pixels (kept as the mask says)", pid)
     return records
 
 
@@ -416,7 +369,7 @@ def append_reviewed(csv_path: Path, scenes_dir: Path, patches_dir: Path) -> Revi
             SceneFiles(scene, image, mask if mask.is_file() else None), rows, patch_px, dtype, csv_path
         )
     # Every row checked and every window read: only now is anything written.
-    added = _write_shard(patches_dir, cuts, patch_px) if cuts else []
+    added = _write_shard(patches_dir, cuts) if cuts else []
     summary.added, summary.shard = len(added), added[0].shard if added else ""
     if added or summary.restored:
         records += added
