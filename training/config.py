@@ -64,7 +64,19 @@ class MiningConfig(StrictModel):
     """Hard-negative mining rounds (after round 0, the plain training)."""
 
     rounds: int = Field(1, ge=0, description="Mining rounds after the first training.")
-    top_n: int = Field(200, ge=1, description="Hardest pool patches added per round.")
+    source: Literal["pool", "scenes", "both"] = Field(
+        "pool",
+        description=(
+            "pool: the tiler's unused train negatives (training/mining.py); scenes: the false "
+            "candidates of the whole train scenes, predicted as `impacts predict` does "
+            "(training/scene_mining.py; needs evaluation.scenes_dir or `impacts train --scenes`); "
+            "both: scene_share of each round's quota from the scenes, the rest from the pool."
+        ),
+    )
+    scene_share: float = Field(
+        0.5, gt=0, le=1, description="source both: the share of a round's quota mined from whole scenes."
+    )
+    top_n: int = Field(200, ge=1, description="Hardest patches (or windows) added per round.")
     max_share: float = Field(
         0.4, gt=0, lt=1, description="Most mined patches as a share of the training set."
     )

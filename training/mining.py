@@ -1,6 +1,7 @@
-"""Hard-negative mining: the pool patches the current model gets most wrong.
+"""Hard-negative mining: the patches the current model gets most wrong.
 
-Only train-split ``pool`` patches are candidates; val and test patches can never be mined
+:func:`mine_round` runs one round from ``mining.source``: the pool (this module), the false
+candidates of whole train scenes (:mod:`training.scene_mining`), or both. Pool mining: only train-split ``pool`` patches are candidates; val and test patches can never be mined
 (:func:`apply_mined` refuses them). The pool is predicted in batches and only the best
 ``quota`` scores are kept in a heap, so a pool of any size streams in bounded memory.
 
@@ -15,16 +16,19 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from impacts.errors import PatchSetError
-from tiling.patchset import MINED, MINING_POOL, TRAIN_SPLIT, PatchRecord, PatchSet, select
-from training.config import MiningConfig
+from tiling.patchset import MINED, MINING_BASE_KINDS, MINING_POOL, TRAIN_SPLIT, PatchRecord, PatchSet, select
+from training.config import MiningConfig, TrainConfig
 from training.data import iterate_patches
 from training.distribute import Distribution
+from training.scene_mining import mine_scenes
 
 log = logging.getLogger(__name__)
 
@@ -124,3 +128,49 @@ def apply_mined(
         record.score = float(score)
         record.model_version = model_version
     return len(mined)
+
+
+def mine_round(
+    model: Any,
+    patches: PatchSet,
+    cfg: TrainConfig,
+    out: Path,
+    round_index: int,
+    version: str,
+    dist: Distribution,
+) -> dict[str, Any]:
+    """Mine one round's hard negatives into ``patches.records`` (``mining.source``: the pool,
+    the whole train scenes, or both) and return the round's report entries: ``mined`` (all),
+    ``mined_pool`` and ``mined_scenes`` (:meth:`training.scene_mining.SceneMiningResult.summary`)."""
+    base = len(patches.select(TRAIN_SPLIT, MINING_BASE_KINDS))
+    already = len(patches.select(TRAIN_SPLIT, (MINED,)))
+    quota = mining_quota(base, already, cfg.mining.top_n, cfg.mining.max_share)
+    report: dict[str, Any] = {}
+    from_scenes = 0
+    if cfg.mining.source != "pool":
+        scene_quota = quota if cfg.mining.source == "scenes" else math.ceil(quota * cfg.mining.scene_share)
+        result = None
+        if dist.is_chief:  # one process predicts the train scenes; the others get its records
+            result = mine_scenes(model, version, patches, cfg, out, round_index, scene_quota)
+        records, summary = dist.broadcast_object(
+            (result.records, result.summary()) if result is not None else ([], {})
+        )
+        patches.records.extend(records)
+        from_scenes = len(records)
+        quota -= from_scenes
+        report["mined_scenes"] = summary
+    count = 0
+    if cfg.mining.source != "scenes":
+        mined = mine_pool(model, patches, cfg.mining, quota, dist)
+        count = apply_mined(patches.records, mined, round_index, version)
+        log.info(
+            "round %d: mined %d of %d pool patches (quota %d; scores %s)",
+            round_index,
+            count,
+            len(mining_candidates(patches.records)) + count,
+            quota,
+            f"{mined[0][1]:.4f}..{mined[-1][1]:.4f}" if mined else "-",
+        )
+        report["mined_pool"] = count
+    report["mined"] = count + from_scenes
+    return report

@@ -42,13 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from impacts.atomic import atomic_path, read_marker, write_json_atomic
-from impacts.errors import PatchSetError, RunFolderError
+from impacts.errors import ConfigError, PatchSetError, RunFolderError
 from impacts.provenance import write_run_record
 from tiling.patchset import (
     EVAL_KINDS,
     EVAL_SPLITS,
-    MINED,
-    MINING_BASE_KINDS,
     NEGATIVE_KINDS,
     POSITIVE_KINDS,
     TRAIN_SPLIT,
@@ -62,7 +60,7 @@ from training.config import TrainConfig
 from training.data import epoch_steps, eval_dataset, training_dataset, whole_batch_size
 from training.distribute import Distribution, chief_only_logging, lr_factor, setup_distribution
 from training.evaluate import evaluate_model, json_safe
-from training.mining import apply_mined, mine_pool, mining_candidates, mining_quota
+from training.mining import mine_round, mining_candidates
 from training.report import plot_loss_curves, plot_rounds
 from training.round_scenes import WHOLE_SCENE, evaluate_round_scenes, operating_point_of, with_operating_point
 
@@ -382,6 +380,11 @@ def _train(
     model = None
     if state["rounds"]:
         log.info("resuming after round %d", len(state["rounds"]) - 1)
+    if cfg.mining.source != "pool" and cfg.mining.rounds and cfg.evaluation.scenes_dir is None:
+        raise ConfigError(
+            f"mining.source {cfg.mining.source} mines the whole train scenes: pass `impacts train --scenes DIR` "
+            "(the folder that was tiled) or set evaluation.scenes_dir"
+        )
     if cfg.evaluation.scenes_dir is None:
         log.info("whole-scene evaluation skipped: no scenes folder (impacts train --scenes DIR)")
     for round_index in range(len(state["rounds"]), rounds_total):
@@ -407,7 +410,7 @@ def _train(
                 entry.setdefault(scene_split, {})[WHOLE_SCENE] = block
         entry["mined"] = 0
         if round_index < rounds_total - 1:
-            entry["mined"] = _mine(plain, patches, cfg, round_index + 1, version, dist)
+            entry.update(mine_round(plain, patches, cfg, out, round_index + 1, version, dist))
             if dist.is_chief:
                 write_manifest(PatchSetLayout(out).manifest, patches.records)
         state["rounds"].append(entry)
@@ -435,25 +438,6 @@ def _steps_hint(patches: PatchSet, cfg: TrainConfig, dist: Distribution) -> int:
         cfg.data,
         dist.replicas,
     )
-
-
-def _mine(
-    model: Any, patches: PatchSet, cfg: TrainConfig, round_index: int, version: str, dist: Distribution
-) -> int:
-    base = len(patches.select(TRAIN_SPLIT, MINING_BASE_KINDS))
-    already = len(patches.select(TRAIN_SPLIT, (MINED,)))
-    quota = mining_quota(base, already, cfg.mining.top_n, cfg.mining.max_share)
-    mined = mine_pool(model, patches, cfg.mining, quota, dist)
-    count = apply_mined(patches.records, mined, round_index, version)
-    log.info(
-        "round %d: mined %d of %d pool patches (quota %d; scores %s)",
-        round_index,
-        count,
-        len(mining_candidates(patches.records)) + count,
-        quota,
-        f"{mined[0][1]:.4f}..{mined[-1][1]:.4f}" if mined else "-",
-    )
-    return count
 
 
 def _finish(
