@@ -30,9 +30,12 @@ import numpy as np
 from scipy import ndimage
 
 from tiling.synth import KnownObject
+from tiling.synth_objects import LOOKALIKE_KINDS
 
-#: Kinds a false positive can be given, in report order.
-PATCH_KINDS_FP = ("crater", "shadow", "dune", "nodata_border", "other")
+#: Kinds a false positive can be given, in report order: every planted look-alike kind
+#: (the realistic world's boulders, slope streaks and dust-devil tracks too), then the
+#: no-data border and the rest.
+PATCH_KINDS_FP: tuple[str, ...] = (*LOOKALIKE_KINDS, "nodata_border", "other")
 #: Planted look-alikes that name a false positive near their centre.
 _LOOKALIKE_KINDS = frozenset(PATCH_KINDS_FP) - {"nodata_border", "other"}
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)

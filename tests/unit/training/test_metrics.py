@@ -156,6 +156,13 @@ def test_nearest_lookalike_within_reach_names_the_false_positive() -> None:
     assert patch_objects(np.zeros((64, 64)), prob, 0.5, objects=beyond).false_positives[0][2] == "other"
 
 
+@pytest.mark.parametrize("kind", ["boulder", "slope_streak", "dust_devil_track"])
+def test_realistic_lookalikes_name_their_false_positives(kind: str) -> None:
+    prob = _blob((64, 64), 30, 30)
+    out = patch_objects(np.zeros((64, 64)), prob, 0.5, objects=[KnownObject(kind, 30.0, 33.0, 3.0)])
+    assert out.false_positives[0][2] == kind
+
+
 def test_false_positive_next_to_nodata_is_nodata_border_else_other() -> None:
     nodata = np.zeros((32, 32), dtype=bool)
     nodata[:, :4] = True  # no-data strip on the left
@@ -194,7 +201,9 @@ def test_fp_per_100km2_for_known_area() -> None:
     area_km2 = 10 * 128 * 128 * 36 / 1e6  # 5.898 km²
     assert res["fp_per_100km2"] == pytest.approx(2 / area_km2 * 100)  # about 33.9
     assert res["false_positives"] == 2
-    assert res["fp_by_kind"] == {"crater": 1, "shadow": 0, "dune": 0, "nodata_border": 0, "other": 1}
+    # Every look-alike kind is a key (boulders, streaks and tracks are not lumped into "other").
+    assert res["fp_by_kind"] == {kind: 0 for kind in PATCH_KINDS_FP} | {"crater": 1, "other": 1}
+    assert {"boulder", "slope_streak", "dust_devil_track"} <= set(res["fp_by_kind"])
     assert set(res["fp_by_kind"]) == set(PATCH_KINDS_FP)
     assert (res["n_true"], res["n_pred"]) == (10, 12)
     assert res["precision"] == pytest.approx(10 / 12)
