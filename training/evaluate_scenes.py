@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from impacts.atomic import atomic_path, write_json_atomic
@@ -54,7 +55,6 @@ from training.scene_eval import (
     SceneMatch,
     ScoredPoint,
     impact_of_component,
-    match_points,
     match_scene,
     pixel_area_m2,
     sweep_row,
@@ -151,6 +151,13 @@ def scene_pixel_area(scene_pass: ScenePass, res_m: float, name: str) -> tuple[fl
     return res_m**2, "res_m"
 
 
+def _boxes(records: Sequence[Detection]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(row_min, row_max, col_min, col_max)`` of detection records, as arrays."""
+    rows = np.array([(d.row_min, d.row_max, d.col_min, d.col_max) for d in records], dtype=np.int64)
+    rows = rows.reshape(-1, 4)
+    return rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
+
+
 def _write_matches(
     path: Path,
     detections: Sequence[Detection],
@@ -239,9 +246,8 @@ def evaluate_scenes(
         area_m2, area_from = scene_pixel_area(scene_pass, cfg.res_m, scene.name)
         scene_sweep = []
         for t in thresholds:
-            found = scene_pass.detections[t]
             counts = SceneCounts.of(
-                match_points(impacts, found.centroid_row, found.centroid_col, found.peak, lookalikes, rule),
+                scene_pass.match(t, impacts, lookalikes, rule),
                 impacts,
                 scene_pass.valid_px,
                 area_m2,
@@ -251,7 +257,11 @@ def evaluate_scenes(
             scene_sweep.append(sweep_row(t, counts))
         records = read_detections(predictions / f"{scene.name}_detections.csv")
         match = match_scene(
-            impacts, [ScoredPoint(d.centroid_row, d.centroid_col, d.score) for d in records], lookalikes, rule
+            impacts,
+            [ScoredPoint(d.centroid_row, d.centroid_col, d.score) for d in records],
+            lookalikes,
+            rule,
+            near_nodata=scene_pass.near_nodata(*_boxes(records)),
         )
         counts = SceneCounts.of(match, impacts, scene_pass.valid_px, area_m2, cfg.size_classes_px)
         overall = overall + counts

@@ -33,7 +33,7 @@ from training.config import EvalConfig, TrainConfig
 from training.evaluate_scenes import SWEEP_SOURCE, find_eval_scenes, scene_pixel_area, split_scenes
 from training.operating_point import OperatingPoint, choose_operating_point
 from training.predict import PredictConfig, predict_one
-from training.scene_eval import IMPACT, MatchRule, SceneCounts, impact_of_component, match_points, sweep_row
+from training.scene_eval import IMPACT, MatchRule, SceneCounts, impact_of_component, sweep_row
 from training.scene_pass import EvalScene, rethreshold_scene
 
 log = logging.getLogger(__name__)
@@ -78,10 +78,7 @@ def sweep_scenes(
             impacts, lookalikes = truth
             area_m2, _ = scene_pixel_area(scene_pass, cfg.res_m, scene.name)
             for t in thresholds:
-                found = scene_pass.detections[t]
-                match = match_points(
-                    impacts, found.centroid_row, found.centroid_col, found.peak, lookalikes, rule
-                )
+                match = scene_pass.match(t, impacts, lookalikes, rule)
                 counts = SceneCounts.of(match, impacts, scene_pass.valid_px, area_m2, cfg.size_classes_px)
                 totals[t, d] = totals[t, d] + counts
     sweep = [

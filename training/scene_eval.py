@@ -56,6 +56,8 @@ from tiling.synth import KnownObject
 
 IMPACT = "impact"
 BACKGROUND = "background"
+#: A false candidate on no look-alike but next to the no-data border.
+NODATA_BORDER = "nodata_border"
 HIT = "hit"
 DUPLICATE = "duplicate"
 FALSE_CANDIDATE = "false_candidate"
@@ -175,6 +177,7 @@ def match_scene(
     detections: Sequence[ScoredPoint],
     lookalikes: Sequence[KnownObject] = (),
     rule: MatchRule | None = None,
+    near_nodata: np.ndarray | None = None,
 ) -> SceneMatch:
     """Match one scene's detections to its impacts (see the module for the rule).
 
@@ -184,6 +187,8 @@ def match_scene(
         lookalikes: Other known objects (any kind but ``"impact"``, which is ignored here)
             that name false candidates.
         rule: Matching distance; default 1.5 radii, at least 8 px.
+        near_nodata: Per detection, whether it lies next to no-data (a false candidate no
+            look-alike explains is then :data:`NODATA_BORDER`).
 
     Returns:
         Per detection its outcome, impact and kind; per impact whether it was found.
@@ -195,6 +200,7 @@ def match_scene(
         np.array([d.score for d in detections], dtype=np.float64),
         lookalikes,
         rule,
+        near_nodata,
     )
 
 
@@ -205,9 +211,12 @@ def match_points(
     scores: np.ndarray,
     lookalikes: Sequence[KnownObject] = (),
     rule: MatchRule | None = None,
+    near_nodata: np.ndarray | None = None,
 ) -> SceneMatch:
     """:func:`match_scene` on detections given as arrays of centroid rows and columns and
-    scores (no Python object per detection: a poor model leaves hundreds of thousands)."""
+    scores (no Python object per detection: a poor model leaves hundreds of thousands).
+    ``near_nodata[k]`` names a false candidate that no look-alike explains
+    :data:`NODATA_BORDER` (see :meth:`training.scene_pass.ScenePass.near_nodata`)."""
     rule = rule or MatchRule()
     points = np.column_stack([rows, cols]).astype(np.float64).reshape(-1, 2)
     near = _within_reach(impacts, points, rule)
@@ -229,6 +238,8 @@ def match_points(
     for k, j in zip(false.tolist(), _nearest_covering(others, points[false], rule).tolist(), strict=True):
         if j >= 0:
             kind[k] = others[j].kind
+        elif near_nodata is not None and near_nodata[k]:
+            kind[k] = NODATA_BORDER
     return SceneMatch(outcome, impact, kind, found)
 
 

@@ -46,7 +46,7 @@ from tiling.windows import Box, Window
 from training.config import TrainConfig
 from training.evaluate_scenes import find_eval_scenes
 from training.predict import PredictConfig, predict_one
-from training.scene_eval import FALSE_CANDIDATE, IMPACT, MatchRule, impact_of_component, match_points
+from training.scene_eval import FALSE_CANDIDATE, IMPACT, MatchRule, impact_of_component
 from training.scene_pass import EvalScene, rethreshold_scene
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ def false_candidates(
     else:
         impacts, lookalikes = [impact_of_component(c) for c in found.mask_impacts or []], []
     rule = MatchRule(ev.match_radii, ev.match_min_px)
-    match = match_points(impacts, det.centroid_row, det.centroid_col, det.peak, lookalikes, rule)
+    match = found.match(threshold, impacts, lookalikes, rule)
     return [
         FalseCandidate(
             scene=scene.name,

@@ -29,12 +29,17 @@ from impacts.errors import SceneError
 from tiling.components import ComponentTracker, Impact, ImpactColumns
 from tiling.fragments import merge_columns
 from tiling.io import SceneFiles, open_image, open_scene, read_window
+from tiling.synth import KnownObject
 from tiling.windows import stripe_rows
+from training.scene_eval import MatchRule, SceneMatch, match_points
 
 #: Pixels read per stripe (bounds the pass's memory).
 STRIPE_PX = 4_000_000
 #: Longest side of a quicklook, px (the scene is shrunk by a power of two to fit).
 QUICKLOOK_PX = 1600
+#: A false candidate within this many px of no-data (at the quicklook's cell size, see
+#: :meth:`ScenePass.near_nodata`) is named ``nodata_border``, as in the patch metrics.
+NODATA_BORDER_PX = 3
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,55 @@ class ScenePass:
     step: int
     transform: Any
     crs: Any
+    nodata_cells: np.ndarray | None = None
+
+    def near_nodata(
+        self,
+        row_min: np.ndarray,
+        row_max: np.ndarray,
+        col_min: np.ndarray,
+        col_max: np.ndarray,
+        border_px: int = NODATA_BORDER_PX,
+    ) -> np.ndarray:
+        """Per detection box (inclusive, scene px), whether the box grown by ``border_px``
+        reaches a quicklook cell (``step x step`` px) holding no-data: exact for scenes up
+        to :data:`QUICKLOOK_PX` px, within one cell for larger ones."""
+        cells = self.nodata_cells
+        row_min, row_max, col_min, col_max = (
+            np.asarray(a, dtype=np.int64).reshape(-1) for a in (row_min, row_max, col_min, col_max)
+        )
+        if cells is None or not cells.any() or not len(row_min):
+            return np.zeros(len(row_min), dtype=bool)
+        integral = np.pad(cells.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+        rows, cols = cells.shape
+
+        def cell(px: np.ndarray, size: int) -> np.ndarray:
+            return np.clip(px // self.step, 0, size - 1)
+
+        r0, r1 = cell(row_min - border_px, rows), cell(row_max + border_px, rows)
+        c0, c1 = cell(col_min - border_px, cols), cell(col_max + border_px, cols)
+        inside = integral[r1 + 1, c1 + 1] - integral[r0, c1 + 1] - integral[r1 + 1, c0] + integral[r0, c0]
+        return np.asarray(inside > 0)
+
+    def match(
+        self,
+        threshold: float,
+        impacts: Sequence[KnownObject],
+        lookalikes: Sequence[KnownObject],
+        rule: MatchRule,
+    ) -> SceneMatch:
+        """Match the detections at ``threshold`` to the truth; a false candidate on no
+        look-alike but next to no-data is named ``nodata_border``."""
+        found = self.detections[threshold]
+        return match_points(
+            impacts,
+            found.centroid_row,
+            found.centroid_col,
+            found.peak,
+            lookalikes,
+            rule,
+            near_nodata=self.near_nodata(found.row_min, found.row_max, found.col_min, found.col_max),
+        )
 
 
 def _block_mean(rows: np.ndarray, step: int) -> np.ndarray:
@@ -80,6 +134,13 @@ def _block_mean(rows: np.ndarray, step: int) -> np.ndarray:
     sums = np.add.reduceat(np.add.reduceat(rows.astype(np.float64), starts_r, axis=0), starts_c, axis=1)
     counts = np.outer(np.diff(np.append(starts_r, h)), np.diff(np.append(starts_c, w)))
     return (sums / counts).astype(np.float32)
+
+
+def _block_any(rows: np.ndarray, step: int) -> np.ndarray:
+    """Whether each ``step x step`` block holds a true pixel."""
+    h, w = rows.shape
+    starts_r, starts_c = np.arange(0, h, step), np.arange(0, w, step)
+    return np.add.reduceat(np.add.reduceat(rows.astype(np.int64), starts_r, axis=0), starts_c, axis=1) > 0
 
 
 def rethreshold_scene(
@@ -128,12 +189,15 @@ def rethreshold_scene(
         trackers = {t: ComponentTracker(width) for t in thresholds}
         mask_tracker = ComponentTracker(width) if mask_ds is not None else None
         quicklook: list[np.ndarray] = []
+        nodata_cells: list[np.ndarray] = []
         valid_px = 0
         for row0 in range(0, height, rows_per_stripe):
             count = min(rows_per_stripe, height - row0)
             image = read_window(image_ds, row0, 0, count, width)
             prob = read_window(prob_ds, row0, 0, count, width)
-            valid_px += int(np.count_nonzero(image != info.nodata))
+            valid = image != info.nodata
+            valid_px += int(np.count_nonzero(valid))
+            nodata_cells.append(_block_any(~valid, step))
             values = prob.astype(np.float32) / 255.0
             for t, tracker in trackers.items():
                 tracker.add_stripe(prob >= levels[t], row0, values=values)
@@ -156,4 +220,5 @@ def rethreshold_scene(
             step=step,
             transform=info.transform,
             crs=info.crs,
+            nodata_cells=np.concatenate(nodata_cells),
         )

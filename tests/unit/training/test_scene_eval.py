@@ -23,6 +23,7 @@ from training.scene_eval import (
     ScoredPoint,
     _nearest_covering,
     impact_of_component,
+    match_points,
     match_scene,
     pixel_area_m2,
     size_class,
@@ -212,3 +213,27 @@ def test_a_mask_component_is_an_impact_of_half_its_longer_side() -> None:
 def test_pixel_area_from_the_transform() -> None:
     assert pixel_area_m2(Affine(6.0, 0, 1000.0, 0, -6.0, 2000.0)) == 36.0
     assert pixel_area_m2(Affine(5.0, 1.0, 0, 1.0, -5.0, 0)) == pytest.approx(26.0)  # rotated grid
+
+
+def test_a_false_candidate_next_to_no_data_is_named_nodata_border_unless_a_lookalike_explains_it() -> None:
+    impacts = [KnownObject("impact", 10.0, 10.0, 3.0)]
+    dune = [KnownObject("dune", 100.0, 100.0, 5.0)]
+    rows, cols = np.array([10.0, 100.0, 200.0, 300.0]), np.array([10.0, 100.0, 200.0, 300.0])
+    near = np.array([True, True, True, False])
+    match = match_points(impacts, rows, cols, np.ones(4), dune, MatchRule(), near_nodata=near)
+    # A hit stays an impact, a dune stays a dune, the border names only the unexplained one.
+    assert match.kind == ["impact", "dune", "nodata_border", "background"]
+    assert match_points(impacts, rows, cols, np.ones(4), dune, MatchRule()).kind[2] == "background"
+
+
+def test_near_nodata_finds_boxes_reaching_a_no_data_cell() -> None:
+    from training.scene_pass import ScenePass
+
+    cells = np.zeros((10, 10), dtype=bool)
+    cells[:, 0] = True  # a no-data strip down the left, one 4 px cell wide
+    scene = ScenePass(40, 40, 0, {}, None, np.zeros((10, 10)), 4, None, None, nodata_cells=cells)
+    row_min, row_max = np.array([5, 5, 5]), np.array([8, 8, 8])
+    col_min, col_max = np.array([4, 6, 20]), np.array([6, 9, 24])
+    assert scene.near_nodata(row_min, row_max, col_min, col_max, border_px=0).tolist() == [False, False, False]
+    assert scene.near_nodata(row_min, row_max, col_min, col_max, border_px=2).tolist() == [True, False, False]
+    assert scene.near_nodata(row_min, row_max, col_min, col_max, border_px=3).tolist() == [True, True, False]
