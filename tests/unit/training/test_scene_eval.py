@@ -234,6 +234,7 @@ def test_near_nodata_finds_boxes_reaching_a_no_data_cell() -> None:
     scene = ScenePass(40, 40, 0, {}, None, np.zeros((10, 10)), 4, None, None, nodata_cells=cells)
     row_min, row_max = np.array([5, 5, 5]), np.array([8, 8, 8])
     col_min, col_max = np.array([4, 6, 20]), np.array([6, 9, 24])
-    assert scene.near_nodata(row_min, row_max, col_min, col_max, border_px=0).tolist() == [False, False, False]
-    assert scene.near_nodata(row_min, row_max, col_min, col_max, border_px=2).tolist() == [True, False, False]
-    assert scene.near_nodata(row_min, row_max, col_min, col_max, border_px=3).tolist() == [True, True, False]
+    boxes = (row_min, row_max, col_min, col_max)
+    assert scene.near_nodata(*boxes, border_px=0).tolist() == [False, False, False]
+    assert scene.near_nodata(*boxes, border_px=2).tolist() == [True, False, False]
+    assert scene.near_nodata(*boxes, border_px=3).tolist() == [True, True, False]
