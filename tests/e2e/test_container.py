@@ -29,9 +29,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.bundle import export_bundle
-from training.config import ModelConfig, TrainConfig
-from training.model import build_unet
+from tests.conftest import tiny_bundle
 
 pytestmark = pytest.mark.slow
 
@@ -96,9 +94,7 @@ def _free_port() -> int:
 
 def _bundle(root: Path) -> Path:
     """A tiny untrained bundle that the container's user (uid 10001, not ours) can read."""
-    cfg = TrainConfig(model=ModelConfig(depth=2, base_filters=4))
-    path = root / "bundle"
-    export_bundle(path, build_unet(cfg.model), cfg, "container-test", {}, {})
+    path = tiny_bundle(root / "bundle", "container-test")
     for item in [path, *path.rglob("*")]:
         item.chmod(0o755 if item.is_dir() else 0o644)
     return path

@@ -40,10 +40,8 @@ from schemathesis.specs.openapi.checks import (
 from service.app import create_app
 from service.review.settings import ReviewSettings
 from service.settings import Settings
+from tests.conftest import tiny_bundle
 from tiling.synth import MARS_EQC
-from training.bundle import export_bundle
-from training.config import ModelConfig, TrainConfig
-from training.model import build_unet
 
 # The GeoTIFF mask of a tile without georeference (.npy, PNG) has none either.
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
@@ -100,10 +98,8 @@ CHECKS = [
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cfg = TrainConfig(model=ModelConfig(depth=2, base_filters=4))
     path = tmp_path_factory.mktemp("schemathesis") / "bundle"
-    export_bundle(path, build_unet(cfg.model), cfg, "e2e-test", {}, {"test": {"object": {"f1": 0.5}}})
-    return path
+    return tiny_bundle(path, "e2e-test", metrics={"test": {"object": {"f1": 0.5}}})
 
 
 @pytest.fixture(scope="module")

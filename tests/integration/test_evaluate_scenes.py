@@ -17,15 +17,14 @@ from rasterio.transform import Affine
 
 from impacts.cli import main
 from impacts.errors import SceneError, SceneNotFoundError
+from tests.conftest import tiny_config
 from tiling.config import TileConfig
 from tiling.io import geotiff_profile
 from tiling.patchset import read_manifest
 from tiling.pipeline import tile_folder
 from tiling.synth import MARS_EQC, OBJECT_COLUMNS
-from training.bundle import export_bundle
-from training.config import EvalConfig, ModelConfig, TrainConfig
+from training.config import EvalConfig
 from training.evaluate_scenes import evaluate_scenes, find_eval_scenes
-from training.model import build_unet
 from training.predict import PredictConfig
 from training.scene_pass import threshold_level
 
@@ -94,7 +93,7 @@ def _bundle() -> SimpleNamespace:
     return SimpleNamespace(
         model=_Darkness(),
         version="darkness",
-        config=TrainConfig(model=ModelConfig(depth=2, base_filters=4)),
+        config=tiny_config(),
     )
 
 
@@ -169,22 +168,14 @@ def test_threshold_levels_match_the_stored_map() -> None:
         assert level / 255 >= t - 1e-12 and (level - 1) / 255 < t
 
 
-@pytest.fixture(scope="module")
-def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cfg = TrainConfig(model=ModelConfig(depth=2, base_filters=4))
-    path = tmp_path_factory.mktemp("bundle") / "bundle"
-    export_bundle(path, build_unet(cfg.model), cfg, "untrained-test", {}, {})
-    return path
-
-
 def _evaluate(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(main, ["-q", "evaluate", *args])
     return result.exit_code, result.output
 
 
-def test_the_command_in_scene_mode(tiny_bundle: Path, hand_made: Path, tmp_path: Path) -> None:
+def test_the_command_in_scene_mode(untrained_bundle: Path, hand_made: Path, tmp_path: Path) -> None:
     code, output = _evaluate(
-        "--model", str(tiny_bundle), "--scenes", str(hand_made), "--names", "S2", "--out", str(tmp_path),
+        "--model", str(untrained_bundle), "--scenes", str(hand_made), "--names", "S2", "--out", str(tmp_path),
         "--set", "merge_distance_px=2",
     )  # fmt: skip
     assert code == 0, output
@@ -195,18 +186,18 @@ def test_the_command_in_scene_mode(tiny_bundle: Path, hand_made: Path, tmp_path:
     assert block["scenes"] == ["S2"] and block["merge_distance_px"] == 2
     assert {"overall", "per_scene", "sweep", "match"} <= set(block)
     assert (tmp_path / "scene_curve.png").is_file() and (tmp_path / "quicklooks" / "S2.png").is_file()
-    code, output = _evaluate("--model", str(tiny_bundle), "--out", str(tmp_path))
+    code, output = _evaluate("--model", str(untrained_bundle), "--out", str(tmp_path))
     assert code == 2 and "--data PATCHES" in output
 
 
 def test_the_command_with_patches_and_scenes_measures_the_split_scenes(
-    tiny_bundle: Path, scenes_dir: Path, tmp_path: Path
+    untrained_bundle: Path, scenes_dir: Path, tmp_path: Path
 ) -> None:
     patches = tmp_path / "patches"
     assert all(o.status == "done" for o in tile_folder(scenes_dir, patches, TileConfig(seed=3, workers=1)))
     test_scenes = sorted({r.scene for r in read_manifest(patches / "manifest.csv") if r.split == "test"})
     code, output = _evaluate(
-        "--model", str(tiny_bundle), "--data", str(patches), "--scenes", str(scenes_dir), "--out", str(tmp_path / "eval"),
+        "--model", str(untrained_bundle), "--data", str(patches), "--scenes", str(scenes_dir), "--out", str(tmp_path / "eval"),
     )  # fmt: skip
     assert code == 0, output
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())

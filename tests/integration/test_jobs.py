@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import tiny_bundle
 from tests.integration.mpi import mpi_env, require_horovod
 from tiling.patchset import read_manifest
 
@@ -67,14 +68,9 @@ def test_tile_job_elements_then_merge_build_the_patch_set(scenes_dir: Path, tmp_
 
 
 def test_predict_job_is_an_array_and_its_element_predicts_its_scene(scenes_dir: Path, tmp_path: Path) -> None:
-    from training.bundle import export_bundle
-    from training.config import ModelConfig, TrainConfig
-    from training.model import build_unet
-
     options = bsub_directives(REPO / "jobs" / "predict.bsub")
     assert re.fullmatch(r"predict\[1-\d+\]", options["-J"]) and "%I" in options["-o"]
-    cfg = TrainConfig(model=ModelConfig(depth=2, base_filters=4))
-    export_bundle(tmp_path / "bundle", build_unet(cfg.model), cfg, "job-test", {}, {})
+    tiny_bundle(tmp_path / "bundle", "job-test")
     env = {
         **os.environ,
         "SCENES": str(scenes_dir),

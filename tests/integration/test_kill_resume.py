@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import rasterio
 
+from tests.conftest import tiny_bundle
 from tiling.config import SynthConfig
 from tiling.synth import synth_scenes
 
@@ -73,14 +74,7 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from training.bundle import export_bundle
-    from training.config import ModelConfig, TrainConfig
-    from training.model import build_unet
-
-    cfg = TrainConfig(model=ModelConfig(depth=2, base_filters=4))
-    path = tmp_path_factory.mktemp("kill-bundle") / "bundle"
-    export_bundle(path, build_unet(cfg.model), cfg, "kill-test", {}, {})
-    return path
+    return tiny_bundle(tmp_path_factory.mktemp("kill-bundle") / "bundle", "kill-test")
 
 
 def _scene_names(scenes: Path) -> list[str]:

@@ -7,29 +7,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from impacts.cli import main
+from tests.conftest import tiny_bundle, tiny_config, train_tiny
 from tiling.config import TileConfig
 from tiling.io import find_scenes
 from tiling.pipeline import tile_folder
-from training.bundle import export_bundle, load_bundle
-from training.config import ModelConfig, TrainConfig
-from training.model import build_unet
+from training.bundle import load_bundle
 from training.predict import PredictConfig, PredictOutcome, predict_path
 from training.round_scenes import with_operating_point
-
-REPO = Path(__file__).resolve().parents[2]
-TINY = REPO / "configs" / "unet-tiny.yaml"
 
 
 @pytest.mark.slow
 def test_predict_uses_the_operating_point_stored_in_the_bundle(
     scenes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = TrainConfig(model=ModelConfig(depth=2, base_filters=4))
     point = {"threshold": 0.3, "merge_distance_px": 4, "min_area_px": 6}
-    export_bundle(tmp_path / "bundle", build_unet(cfg.model), with_operating_point(cfg, point), "op", {}, {})
+    tiny_bundle(tmp_path / "bundle", "op", config=with_operating_point(tiny_config(), point))
     bundle = load_bundle(tmp_path / "bundle")
     assert bundle.config.evaluation.threshold == 0.3 and bundle.config.evaluation.merge_distance_px == 4
     calls: list[tuple[Any, ...]] = []
@@ -53,30 +46,15 @@ def test_training_with_scenes_reports_whole_scenes_and_stores_the_operating_poin
 ) -> None:
     tile_folder(scenes_dir, tmp_path / "patches", TileConfig(workers=1, seed=5))
     out = tmp_path / "run"
-    result = CliRunner().invoke(
-        main,
-        [
-            "-q",
-            "train",
-            "--config",
-            str(TINY),
-            "--data",
-            str(tmp_path / "patches"),
-            "--out",
-            str(out),
-            "--scenes",
-            str(scenes_dir),
-            "--set",
-            "epochs=1",
-            "--set",
-            "mining.rounds=0",
-            "--set",
-            "evaluation.sweep_thresholds=[0.05,0.3,0.6]",
-            "--set",
-            "evaluation.target_recall=0.5",
-        ],
+    train_tiny(
+        tmp_path / "patches",
+        out,
+        "epochs=1",
+        "mining.rounds=0",
+        "evaluation.sweep_thresholds=[0.05,0.3,0.6]",
+        "evaluation.target_recall=0.5",
+        scenes=scenes_dir,
     )
-    assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     entry = report["rounds"][0]
     for split in ("val", "test"):

@@ -14,19 +14,8 @@ from click.testing import CliRunner
 from impacts.cli import main
 from tiling.io import geotiff_profile
 from tiling.synth import MARS_EQC
-from training.bundle import export_bundle
-from training.config import ModelConfig, TrainConfig
-from training.model import build_unet
 
 from ..conftest import copy_scenes
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cfg = TrainConfig(model=ModelConfig(depth=2, base_filters=4))
-    path = tmp_path_factory.mktemp("bundle") / "bundle"
-    export_bundle(path, build_unet(cfg.model), cfg, "untrained-test", {}, {})
-    return path
 
 
 def _predict(bundle: Path, target: Path, out: Path, *args: str) -> tuple[int, str]:
@@ -50,9 +39,11 @@ def _predict(bundle: Path, target: Path, out: Path, *args: str) -> tuple[int, st
     return result.exit_code, result.output
 
 
-def test_prediction_outputs_sit_on_the_scene_grid(bundle: Path, scenes_dir: Path, tmp_path: Path) -> None:
+def test_prediction_outputs_sit_on_the_scene_grid(
+    untrained_bundle: Path, scenes_dir: Path, tmp_path: Path
+) -> None:
     scene = sorted(p for p in scenes_dir.glob("*.tif") if not p.stem.endswith("_mask"))[0]
-    code, output = _predict(bundle, scene, tmp_path, "--threshold", "0.3")
+    code, output = _predict(untrained_bundle, scene, tmp_path, "--threshold", "0.3")
     assert code == 0, output
     with rasterio.open(scene) as src, rasterio.open(tmp_path / f"{scene.stem}_prob.tif") as prob:
         assert (prob.height, prob.width, prob.crs, prob.transform) == (
@@ -107,7 +98,7 @@ def test_detections_land_at_the_right_map_coordinates(tmp_path: Path) -> None:
 
 
 def test_a_folder_is_resumable_and_a_bad_scene_does_not_stop_the_others(
-    bundle: Path, scenes_dir: Path, tmp_path: Path
+    untrained_bundle: Path, scenes_dir: Path, tmp_path: Path
 ) -> None:
     scenes = copy_scenes(scenes_dir, tmp_path / "scenes")
     (scenes / "X09_000009_1800_XI_00N009W.tif").write_bytes(b"not a tiff")
@@ -117,43 +108,43 @@ def test_a_folder_is_resumable_and_a_bad_scene_does_not_stop_the_others(
         **geotiff_profile(64, 64, "uint8", MARS_EQC, rasterio.transform.Affine(6.0, 0, 0, 0, -6.0, 0), 0),
     ) as ds:
         ds.write(np.ones((1, 64, 64), np.uint8))
-    code, output = _predict(bundle, scenes, tmp_path / "out")
+    code, output = _predict(untrained_bundle, scenes, tmp_path / "out")
     assert code == 1 and "X09_000009_1800_XI_00N009W" in output and "smaller than a 128 px window" in output
     assert "Traceback" not in output
     done = sorted(p.name for p in (tmp_path / "out").glob("*_prob.tif"))
     assert len(done) == 5
     first = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*_prob.tif")}
-    code, output = _predict(bundle, scenes, tmp_path / "out")
+    code, output = _predict(untrained_bundle, scenes, tmp_path / "out")
     assert output.count("resumed") == 5
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*_prob.tif")} == first
 
 
 def test_a_truncated_marker_means_the_scene_is_predicted_again(
-    bundle: Path, scenes_dir: Path, tmp_path: Path
+    untrained_bundle: Path, scenes_dir: Path, tmp_path: Path
 ) -> None:
     scene = sorted(p for p in scenes_dir.glob("*.tif") if not p.stem.endswith("_mask"))[0]
-    code, output = _predict(bundle, scene, tmp_path)
+    code, output = _predict(untrained_bundle, scene, tmp_path)
     assert code == 0, output
     marker = tmp_path / f"{scene.stem}_predict.json"
     detections = (tmp_path / f"{scene.stem}_detections.geojson").read_text()
     marker.write_text(marker.read_text()[:20])  # cut short, as by a kill in the old in-place write
-    code, output = _predict(bundle, scene, tmp_path)
+    code, output = _predict(untrained_bundle, scene, tmp_path)
     assert code == 0 and "Traceback" not in output, output
     assert "done" in output and "resumed" not in output, "the scene is predicted again"
     assert json.loads(marker.read_text())["model_version"] == "untrained-test"
     assert (tmp_path / f"{scene.stem}_detections.geojson").read_text() == detections
-    code, output = _predict(bundle, scene, tmp_path)
+    code, output = _predict(untrained_bundle, scene, tmp_path)
     assert "resumed" in output, "the repaired marker is trusted again"
     assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*.partial"))
 
 
 def test_merging_is_part_of_the_settings_and_no_merging_keeps_old_markers(
-    bundle: Path, scenes_dir: Path, tmp_path: Path
+    untrained_bundle: Path, scenes_dir: Path, tmp_path: Path
 ) -> None:
     import hashlib
 
     scene = sorted(p for p in scenes_dir.glob("*.tif") if not p.stem.endswith("_mask"))[0]
-    code, output = _predict(bundle, scene, tmp_path, "--threshold", "0.3")
+    code, output = _predict(untrained_bundle, scene, tmp_path, "--threshold", "0.3")
     assert code == 0, output
     marker = json.loads((tmp_path / f"{scene.stem}_predict.json").read_text())
     # The fingerprint of a run without merging is the one written before merging existed.
@@ -168,11 +159,15 @@ def test_merging_is_part_of_the_settings_and_no_merging_keeps_old_markers(
     old = [marker["model_version"], old_settings, 0.3, 4, stat.st_size, stat.st_mtime_ns]
     assert marker["fingerprint"] == hashlib.sha256(json.dumps(old).encode()).hexdigest()[:16]
     separate = marker["detections"]
-    code, output = _predict(bundle, scene, tmp_path, "--threshold", "0.3", "--merge-distance-px", "4")
+    code, output = _predict(
+        untrained_bundle, scene, tmp_path, "--threshold", "0.3", "--merge-distance-px", "4"
+    )
     assert code == 0 and "done" in output, "another merge distance predicts again"
     merged = json.loads((tmp_path / f"{scene.stem}_predict.json").read_text())["detections"]
     assert merged <= separate
-    code, output = _predict(bundle, scene, tmp_path, "--threshold", "0.3", "--merge-distance-px", "4")
+    code, output = _predict(
+        untrained_bundle, scene, tmp_path, "--threshold", "0.3", "--merge-distance-px", "4"
+    )
     assert "resumed" in output
-    code, output = _predict(bundle, scene, tmp_path, "--merge-distance-px", "-1")
+    code, output = _predict(untrained_bundle, scene, tmp_path, "--merge-distance-px", "-1")
     assert code != 0 and "--merge-distance-px" in output

@@ -16,12 +16,10 @@ import pytest
 from click.testing import CliRunner
 
 from impacts.cli import main
+from tests.conftest import TINY_CONFIG, copy_scenes, train_tiny
 from tiling.config import TileConfig
 from tiling.patchset import read_manifest
 from tiling.pipeline import tile_folder
-
-REPO = Path(__file__).resolve().parents[2]
-TINY = REPO / "configs" / "unet-tiny.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +32,7 @@ def patch_set(scenes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 @pytest.fixture(scope="module")
 def run(patch_set: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("run") / "tiny"
-    result = CliRunner().invoke(
-        main, ["-q", "train", "--config", str(TINY), "--data", str(patch_set), "--out", str(out)]
-    )
-    assert result.exit_code == 0, result.output
+    train_tiny(patch_set, out)
     return out
 
 
@@ -112,7 +107,7 @@ def test_a_killed_run_resumes_where_it_stopped(patch_set: Path, tmp_path: Path) 
         "-q",
         "train",
         "--config",
-        str(TINY),
+        str(TINY_CONFIG),
         "--data",
         str(patch_set),
         "--out",
@@ -147,31 +142,12 @@ def test_a_killed_run_resumes_where_it_stopped(patch_set: Path, tmp_path: Path) 
 
 @pytest.mark.slow
 def test_a_patch_set_without_val_split_trains_on_the_training_loss(scenes_dir: Path, tmp_path: Path) -> None:
-    from ..conftest import copy_scenes
-
     two = sorted(p.stem for p in scenes_dir.glob("*_objects.csv"))[:2]
     scenes = copy_scenes(scenes_dir, tmp_path / "scenes", [n.removesuffix("_objects") for n in two])
     outcomes = tile_folder(scenes, tmp_path / "patches", TileConfig(workers=1, seed=5))
     assert {o.split for o in outcomes} == {"train"}, "two scenes make no val or test split"
     out = tmp_path / "run"
-    result = CliRunner().invoke(
-        main,
-        [
-            "-q",
-            "train",
-            "--config",
-            str(TINY),
-            "--data",
-            str(tmp_path / "patches"),
-            "--out",
-            str(out),
-            "--set",
-            "epochs=2",
-            "--set",
-            "early_stopping_patience=1",
-        ],
-    )
-    assert result.exit_code == 0, result.output
+    result = train_tiny(tmp_path / "patches", out, "epochs=2", "early_stopping_patience=1")
     assert "no val split" in result.output and "training loss" in result.output
     report = json.loads((out / "report.json").read_text())
     assert [r["round"] for r in report["rounds"]] == [0, 1] and report["rounds"][0]["mined"] == 16

@@ -17,18 +17,14 @@ from rasterio.transform import Affine
 
 from service.app import create_app
 from service.settings import Settings
+from tests.conftest import tiny_bundle
 from tiling.synth import MARS_EQC
-from training.bundle import export_bundle
-from training.config import ModelConfig, TrainConfig
-from training.model import build_unet
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cfg = TrainConfig(model=ModelConfig(depth=2, base_filters=4))
     path = tmp_path_factory.mktemp("service") / "bundle"
-    export_bundle(path, build_unet(cfg.model), cfg, "service-test", {}, {"test": {"object": {"f1": 0.5}}})
-    return path
+    return tiny_bundle(path, "service-test", metrics={"test": {"object": {"f1": 0.5}}})
 
 
 @pytest.fixture(scope="module")

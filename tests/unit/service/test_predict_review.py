@@ -14,18 +14,15 @@ from service.review.schemas import QueueFilter
 from service.review.settings import ReviewSettings
 from service.review.store import ReviewStore
 from service.settings import Settings
+from tests.conftest import tiny_bundle
 from tests.unit.service.test_tile_inference import BATCH, OVERLAP, TRANSFORM, WINDOW, _geotiff, _model
-from training.bundle import export_bundle
-from training.config import ModelConfig, TrainConfig
-from training.model import build_unet
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str]]:
     """A client whose requests carry an API token (``Authorization: Bearer``)."""
     root = tmp_path_factory.mktemp("predict-review")
-    cfg = TrainConfig(model=ModelConfig(depth=2, base_filters=4))
-    export_bundle(root / "bundle", build_unet(cfg.model), cfg, "review-flag", {}, {})
+    tiny_bundle(root / "bundle", "review-flag")
     settings = Settings(model_path=root / "bundle", window_px=WINDOW, overlap_px=OVERLAP, batch_max=BATCH)
     db = f"sqlite:///{root / 'review.db'}"
     store = ReviewStore.open(db)

@@ -19,11 +19,9 @@ from impacts.detections import Detection
 from service.app import create_app
 from service.routes.predict import PredictResponse
 from service.settings import Settings
+from tests.conftest import tiny_bundle
 from tiling.synth import MARS_EQC
-from training.bundle import export_bundle
-from training.config import ModelConfig, TrainConfig
 from training.inference import predict_scene
-from training.model import build_unet
 
 WINDOW, OVERLAP, BATCH = 64, 16, 4
 TRANSFORM = Affine(6.0, 0, 1000.0, 0, -6.0, 2000.0)
@@ -41,9 +39,7 @@ def _model(batch: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    cfg = TrainConfig(model=ModelConfig(depth=2, base_filters=4))
-    path = tmp_path_factory.mktemp("tile-inference") / "bundle"
-    export_bundle(path, build_unet(cfg.model), cfg, "tile-inference", {}, {})
+    path = tiny_bundle(tmp_path_factory.mktemp("tile-inference") / "bundle", "tile-inference")
     settings = Settings(
         model_path=path, window_px=WINDOW, overlap_px=OVERLAP, batch_max=BATCH, max_tile_px=1024
     )

@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.conftest import tiny_config
 from training.bundle import export_bundle, load_bundle, versions_dir
-from training.config import ModelConfig, TrainConfig
 from training.model import build_unet
 
-CONFIG = TrainConfig(model=ModelConfig(depth=2, base_filters=4))
+CONFIG = tiny_config()
 
 
 @pytest.fixture(scope="module")
