@@ -37,6 +37,7 @@ from impacts.atomic import write_json_atomic
 from impacts.errors import PatchSetError
 from impacts.scenes import MASK_SUFFIX, scene_file
 from tiling.io import SceneFiles
+from tiling.labels import scene_labels
 from tiling.patchset import (
     EVAL_SPLITS,
     MANIFEST_NAME,
@@ -295,7 +296,7 @@ def _plan(
         elif where & set(EVAL_SPLITS):
             counter, why = "skipped_val_test", f"scene {item.scene} is in {'/'.join(sorted(where))}"
         elif not scene_file(scenes_dir, item.scene).is_file():
-            counter, why = "missing_scene", f"no {item.scene}.tif in {scenes_dir}"
+            counter, why = "missing_scene", f"no scene file {item.scene}.* in {scenes_dir}"
         else:
             if not where and item.scene not in summary.new_scenes:
                 log.info("scene %s is not in the manifest: a new scene, its patches go to train", item.scene)
@@ -360,14 +361,15 @@ def append_reviewed(csv_path: Path, scenes_dir: Path, patches_dir: Path) -> Revi
     cuts: list[_Cut] = []
     for scene, rows in _plan(items, records, scenes_dir, summary).items():
         image = scene_file(scenes_dir, scene)
-        mask = scene_file(scenes_dir, scene, MASK_SUFFIX)
-        if not mask.is_file():
+        mask_raster = scene_file(scenes_dir, scene, MASK_SUFFIX)
+        # The mask raster, else a label catalog (tiling/labels.py), drawn on the window.
+        mask = scene_labels(scenes_dir, scene, mask_raster if mask_raster.is_file() else None)
+        if mask is None:
             log.warning(
-                "scene %s has no mask: its reviewed patches get an empty mask (rejected = no impact)", scene
+                "scene %s has no mask or labels: its reviewed patches get an empty mask (rejected = no impact)",
+                scene,
             )
-        cuts += _cut(
-            SceneFiles(scene, image, mask if mask.is_file() else None), rows, patch_px, dtype, csv_path
-        )
+        cuts += _cut(SceneFiles(scene, image, mask), rows, patch_px, dtype, csv_path)
     # Every row checked and every window read: only now is anything written.
     added = _write_shard(patches_dir, cuts) if cuts else []
     summary.added, summary.shard = len(added), added[0].shard if added else ""

@@ -18,7 +18,9 @@ probability lies within 1/510 of it. Detections pass through fragment merging an
 minimum area exactly as in ``impacts predict``.
 
 Truth: ``NAME_objects.csv`` (kind ``impact``; its other objects name false candidates)
-when it exists, else the connected components of ``NAME_mask.tif``. The pixel area comes
+when it exists, else a label catalog's impacts (``NAME_labels.geojson|gpkg|csv``, points and
+polygon groups, :meth:`tiling.labels.LabelMask.known_impacts`), else the connected
+components of ``NAME_mask.tif``. The pixel area comes
 from the scene's transform (projected CRS), else from ``EvalConfig.res_m``.
 
 Outputs (besides the predictions): ``metrics.json`` (see :func:`write_metrics`),
@@ -54,7 +56,6 @@ from training.scene_eval import (
     SceneCounts,
     SceneMatch,
     ScoredPoint,
-    impact_of_component,
     match_scene,
     pixel_area_m2,
     sweep_row,
@@ -74,7 +75,7 @@ def find_eval_scenes(scenes_dir: Path, names: Sequence[str] | None = None) -> li
 
     Args:
         scenes_dir: Folder of ``NAME.tif`` scenes with ``NAME_objects.csv`` and/or
-            ``NAME_mask.tif``.
+            ``NAME_mask.tif`` or a label catalog ``NAME_labels.geojson|gpkg|csv``.
         names: Only these scenes (each must be there, with truth); None = every scene
             with truth (the others are reported and skipped).
 
@@ -84,7 +85,7 @@ def find_eval_scenes(scenes_dir: Path, names: Sequence[str] | None = None) -> li
     Raises:
         SceneNotFoundError: The folder holds no scene, a named scene is not there, or no
             scene has truth.
-        SceneError: A named scene has neither an objects list nor a mask.
+        SceneError: A named scene has neither an objects list nor a mask nor labels.
         SceneNameError: A name is not a scene name.
     """
     found = {s.name: s for s in find_scenes(scenes_dir)}
@@ -103,18 +104,18 @@ def find_eval_scenes(scenes_dir: Path, names: Sequence[str] | None = None) -> li
         bare = [s.name for s in scenes if s.objects is None and s.mask is None]
         if bare:
             raise SceneError(
-                f"scene(s) {', '.join(bare)} in {scenes_dir} have neither NAME_objects.csv nor NAME_mask.tif; "
+                f"scene(s) {', '.join(bare)} in {scenes_dir} have no NAME_objects.csv, NAME_mask.tif or NAME_labels.*; "
                 f"add the truth or leave them out of --names"
             )
         return scenes
     scenes = [with_truth(f) for _, f in sorted(found.items())]
     for s in scenes:
         if s.objects is None and s.mask is None:
-            log.warning("scene %s skipped: neither %s_objects.csv nor %s_mask.tif", s.name, s.name, s.name)
+            log.warning("scene %s skipped: no %s_objects.csv, %s_mask.tif or %s_labels.*", *[s.name] * 4)
     scenes = [s for s in scenes if s.objects is not None or s.mask is not None]
     if not scenes:
         raise SceneNotFoundError(
-            f"no scene in {scenes_dir} has NAME_objects.csv or NAME_mask.tif; whole-scene evaluation needs the truth"
+            f"no scene in {scenes_dir} has NAME_objects.csv, NAME_mask.tif or NAME_labels.*; whole-scene evaluation needs the truth"
         )
     return scenes
 
@@ -241,7 +242,7 @@ def evaluate_scenes(
             impacts = [o for o in objects if o.kind == IMPACT]
             lookalikes = [o for o in objects if o.kind != IMPACT]
         else:
-            impacts = [impact_of_component(c) for c in scene_pass.mask_impacts or []]
+            impacts = scene_pass.truth_impacts()
             lookalikes = []
         area_m2, area_from = scene_pixel_area(scene_pass, cfg.res_m, scene.name)
         scene_sweep = []

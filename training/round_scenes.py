@@ -33,7 +33,7 @@ from training.config import EvalConfig, TrainConfig
 from training.evaluate_scenes import SWEEP_SOURCE, find_eval_scenes, scene_pixel_area, split_scenes
 from training.operating_point import OperatingPoint, choose_operating_point
 from training.predict import PredictConfig, predict_one
-from training.scene_eval import IMPACT, MatchRule, SceneCounts, impact_of_component, sweep_row
+from training.scene_eval import IMPACT, MatchRule, SceneCounts, sweep_row
 from training.scene_pass import EvalScene, rethreshold_scene
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def sweep_scenes(
                 scene, predictions / f"{scene.name}_prob.tif", thresholds, cfg.min_area_px, d
             )
             if truth is None:
-                truth = ([impact_of_component(c) for c in scene_pass.mask_impacts or []], [])
+                truth = (scene_pass.truth_impacts(), [])
             impacts, lookalikes = truth
             area_m2, _ = scene_pixel_area(scene_pass, cfg.res_m, scene.name)
             for t in thresholds:

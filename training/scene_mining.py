@@ -6,8 +6,8 @@ look-alikes (a dune field, a slope streak) are seldom in it. Scene-wide mining l
 the analyst looks: every **train** scene is predicted whole with ``impacts predict``'s code
 (:func:`training.predict.predict_one`, into ``RUN/mining/round-R/predictions/``), its
 detections at ``mining.threshold`` (after the evaluation's minimum area and fragment
-merging) are matched to the truth (the scene's ``NAME_objects.csv``, else its mask's
-components; :mod:`training.scene_eval`), and the false candidates, highest peak
+merging) are matched to the truth (the scene's ``NAME_objects.csv``, else its label catalog's
+impacts, else its mask's components; :mod:`training.scene_eval`), and the false candidates, highest peak
 probability first, each give one patch of the patch set's size centred on the candidate
 (:meth:`tiling.windows.Box.centred`). A candidate inside a window already mined (this
 round or earlier) adds nothing.
@@ -46,7 +46,7 @@ from tiling.windows import Box, Window
 from training.config import TrainConfig
 from training.evaluate_scenes import find_eval_scenes
 from training.predict import PredictConfig, predict_one
-from training.scene_eval import FALSE_CANDIDATE, IMPACT, MatchRule, impact_of_component
+from training.scene_eval import FALSE_CANDIDATE, IMPACT, MatchRule
 from training.scene_pass import EvalScene, rethreshold_scene
 
 log = logging.getLogger(__name__)
@@ -92,10 +92,13 @@ class SceneMiningResult:
     false_candidates: int
     scenes: list[str]
     by_kind: dict[str, int]
+    quota: int
 
     def summary(self) -> dict[str, Any]:
-        """The round's entry in ``report.json``."""
+        """The round's entry in ``report.json`` (a round whose quota is 0, the mined share
+        being full, predicts nothing: ``scenes`` is empty then)."""
         return {
+            "quota": self.quota,
             "windows": len(self.records),
             "false_candidates": self.false_candidates,
             "scenes": self.scenes,
@@ -127,7 +130,7 @@ def false_candidates(
         impacts = [o for o in objects if o.kind == IMPACT]
         lookalikes = [o for o in objects if o.kind != IMPACT]
     else:
-        impacts, lookalikes = [impact_of_component(c) for c in found.mask_impacts or []], []
+        impacts, lookalikes = found.truth_impacts(), []
     rule = MatchRule(ev.match_radii, ev.match_min_px)
     match = found.match(threshold, impacts, lookalikes, rule)
     return [
@@ -257,11 +260,13 @@ def mine_scenes(
         false_candidates=total,
         scenes=[s.name for s in scenes],
         by_kind=dict(Counter(c.kind for c, _ in chosen).most_common()),
+        quota=quota,
     )
     log.info(
-        "round %d: scene-wide mining of %d train scenes: %d false candidates, %d windows (%s)",
+        "round %d: scene-wide mining of %d train scenes (quota %d): %d false candidates, %d windows (%s)",
         round_index,
         len(scenes),
+        quota,
         result.false_candidates,
         len(records),
         ", ".join(f"{k} {n}" for k, n in result.by_kind.items()) or "-",

@@ -29,9 +29,10 @@ from impacts.errors import SceneError
 from tiling.components import ComponentTracker, Impact, ImpactColumns
 from tiling.fragments import merge_columns
 from tiling.io import SceneFiles, open_image, open_scene, read_window
+from tiling.labels import is_label_catalog
 from tiling.synth import KnownObject
 from tiling.windows import stripe_rows
-from training.scene_eval import MatchRule, SceneMatch, match_points
+from training.scene_eval import MatchRule, SceneMatch, impact_of_component, match_points
 
 #: Pixels read per stripe (bounds the pass's memory).
 STRIPE_PX = 4_000_000
@@ -44,7 +45,8 @@ NODATA_BORDER_PX = 3
 
 @dataclass(frozen=True)
 class EvalScene:
-    """A scene to evaluate and where its truth comes from (objects list, else mask)."""
+    """A scene to evaluate and where its truth comes from (objects list, else ``mask``: a
+    mask raster or a label catalog, :mod:`tiling.labels`)."""
 
     name: str
     image: Path
@@ -53,7 +55,9 @@ class EvalScene:
 
     @property
     def truth(self) -> str:
-        return "objects" if self.objects is not None else "mask"
+        if self.objects is not None:
+            return "objects"
+        return "labels" if self.mask is not None and is_label_catalog(self.mask) else "mask"
 
 
 def threshold_level(threshold: float) -> int:
@@ -65,7 +69,8 @@ def threshold_level(threshold: float) -> int:
 @dataclass
 class ScenePass:
     """What one streamed pass over a scene gives: detections per threshold (merged, at
-    least the minimum area), the mask's impacts (when read), valid pixels, a quicklook."""
+    least the minimum area), the mask's impacts (when read; a label catalog's mask too),
+    a label catalog's own impacts, valid pixels, a quicklook."""
 
     height: int
     width: int
@@ -77,6 +82,14 @@ class ScenePass:
     transform: Any
     crs: Any
     nodata_cells: np.ndarray | None = None
+    label_impacts: list[KnownObject] | None = None
+
+    def truth_impacts(self) -> list[KnownObject]:
+        """The true impacts when the truth is no objects list: a label catalog's own
+        (:meth:`tiling.labels.LabelMask.known_impacts`), else the mask's components."""
+        if self.label_impacts is not None:
+            return self.label_impacts
+        return [impact_of_component(c) for c in self.mask_impacts or []]
 
     def near_nodata(
         self,
@@ -172,9 +185,12 @@ def rethreshold_scene(
     with ExitStack() as stack:
         prob_ds, prob_info = stack.enter_context(open_image(prob_path))
         mask_ds = None
+        label_impacts = None
         if read_mask:
             files = SceneFiles(scene.name, scene.image, scene.mask)
             image_ds, mask_ds, info = stack.enter_context(open_scene(files))
+            if scene.mask is not None and is_label_catalog(scene.mask):
+                label_impacts = mask_ds.known_impacts()
         else:
             image_ds, info = stack.enter_context(open_image(scene.image))
         height, width = info.height, info.width
@@ -221,4 +237,5 @@ def rethreshold_scene(
             transform=info.transform,
             crs=info.crs,
             nodata_cells=np.concatenate(nodata_cells),
+            label_impacts=label_impacts,
         )

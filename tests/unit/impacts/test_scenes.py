@@ -20,6 +20,8 @@ BAD = [
     "x" * 129,
     "S1_mask",
     "S1_prob",
+    "S1_before",
+    "S1_labels",
     "é",
     "S1\n",
 ]
