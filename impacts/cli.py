@@ -24,6 +24,8 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "training.cli:train",
     "evaluate": "training.cli:evaluate",
     "predict": "training.cli:predict",
+    "jobs": "training.cli:jobs",
+    "catalog": "training.catalog_cli:catalog",
     "serve": "service.cli:serve",
     "review": "service.review.cli:review",
 }

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from click.core import ParameterSource
+
+if TYPE_CHECKING:
+    from impacts.chunks import Chunking
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -170,20 +173,87 @@ def workers_option(what: str, *, default: int | None = None) -> Callable[[F], F]
 
 
 def array_index_option(verb: str, then: str = "") -> Callable[[F], F]:
-    """``--array-index N``: one LSF job-array element handles the N-th scene of a folder.
+    """``--array-index I [--array-size N | --chunk-size K]`` (parameters ``array_index``,
+    ``array_size``, ``chunk_size``): one LSF job-array element handles a chunk of the scenes.
+
+    Alone, ``--array-index I`` takes the I-th scene; with ``--array-size N`` the scenes are
+    cut into N near-equal contiguous chunks and element I takes the I-th; with
+    ``--chunk-size K`` element I takes scenes ``(I-1)*K+1 .. I*K``. The arithmetic is
+    :class:`impacts.chunks.Chunking`'s.
 
     Args:
-        verb: What the command does to that scene, e.g. ``"Tile"``.
+        verb: What the command does to those scenes, e.g. ``"Tile"``.
         then: What follows, appended to the help text, e.g. ``"; merge with ..."``.
 
     Returns:
         The click decorator.
     """
+
+    def decorate(f: F) -> F:
+        f = click.option(
+            "--chunk-size",
+            type=click.IntRange(min=1),
+            default=None,
+            help="With --array-index I: element I takes scenes (I-1)*K+1..I*K (1-based).",
+        )(f)
+        f = click.option(
+            "--array-size",
+            type=click.IntRange(min=1),
+            default=None,
+            help="With --array-index I: cut the scenes into N near-equal contiguous chunks "
+            "and take the I-th (the array is [1-N]).",
+        )(f)
+        return click.option(
+            "--array-index",
+            type=int,
+            default=None,
+            help=f"{verb} only the I-th scene (1-based, e.g. $LSB_JOBINDEX) of the folder in name "
+            f"order or of --scene-list, or the I-th chunk with --array-size/--chunk-size{then}.",
+        )(f)
+
+    return decorate
+
+
+def array_chunking(array_index: int | None, array_size: int | None, chunk_size: int | None) -> Chunking:
+    """The chunking that :func:`array_index_option`'s values ask for, checked together.
+
+    Args:
+        array_index: ``--array-index``.
+        array_size: ``--array-size``.
+        chunk_size: ``--chunk-size``.
+
+    Returns:
+        The :class:`impacts.chunks.Chunking` (one scene per element when neither size is given).
+
+    Raises:
+        click.UsageError: Both sizes, or a size without ``--array-index``.
+    """
+    from impacts.chunks import Chunking
+
+    if array_size is not None and chunk_size is not None:
+        raise click.UsageError("pass --array-size N or --chunk-size K, not both")
+    if array_index is None and (array_size is not None or chunk_size is not None):
+        raise click.UsageError("--array-size/--chunk-size need --array-index I (e.g. $LSB_JOBINDEX)")
+    return Chunking(array_size=array_size, chunk_size=chunk_size)
+
+
+def scene_list_option(verb: str, instead: str = " instead of a folder") -> Callable[[F], F]:
+    """``--scene-list FILE`` (parameter ``scene_list``): one scene path per line.
+
+    Args:
+        verb: What the command does to the listed scenes, e.g. ``"Predict"``.
+        instead: What the list replaces, appended to the help text.
+
+    Returns:
+        The click decorator.
+    """
     return click.option(
-        "--array-index",
-        type=int,
+        "--scene-list",
+        "scene_list",
+        type=click.Path(path_type=Path, dir_okay=False),
         default=None,
-        help=f"{verb} only the N-th scene of the folder in name order (1-based, e.g. $LSB_JOBINDEX){then}.",
+        help=f"{verb} the scenes of FILE, one path per line (blank and # lines ignored; "
+        f"relative paths from the current directory){instead}.",
     )
 
 

@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING
 import click
 
 from impacts.options import (
+    array_chunking,
     array_index_option,
     config_option,
     given_options,
     option_name,
     option_overrides,
     out_option,
+    scene_list_option,
     scenes_option,
     seed_option,
     set_option,
@@ -28,6 +30,7 @@ from impacts.options import (
 )
 
 if TYPE_CHECKING:
+    from impacts.chunks import Chunking
     from tiling.config import TileConfig
 
 log = logging.getLogger(__name__)
@@ -145,7 +148,8 @@ DEPRECATED_FLAGS: dict[str, tuple[str, str, frozenset[str]]] = {
 
 
 @click.group(invoke_without_command=True, subcommand_metavar="[COMMAND [ARGS]...]")
-@scenes_option(SCENES_HELP + "  [required to tile]", required=False)
+@scenes_option(SCENES_HELP + "  [required to tile, or --scene-list]", required=False)
+@scene_list_option("Tile")
 @out_option(PATCHES_HELP + "  [required to tile]", required=False)
 @seed_option("the splits, crops and sampling")
 @config_option("configs/tile.yaml")
@@ -168,6 +172,7 @@ DEPRECATED_FLAGS: dict[str, tuple[str, str, frozenset[str]]] = {
 def tile(
     ctx: click.Context,
     scenes_dir: Path | None,
+    scene_list: Path | None,
     out_dir: Path | None,
     seed: int | None,
     config_path: Path | None,
@@ -175,14 +180,18 @@ def tile(
     test_scenes: str | None,
     workers: int | None,
     array_index: int | None,
+    array_size: int | None,
+    chunk_size: int | None,
     merge_only: bool,
     reviewed_csv: Path | None,
 ) -> None:
     """Cut scenes into balanced 128x128 patches: TFRecord shards plus manifest.csv.
 
-    `impacts tile --scenes DIR --out PATCHES` tiles every scene (with --array-index N, only
-    the N-th; `impacts tile merge` then joins the parts). Exits non-zero when a scene
-    failed; the other scenes are tiled and merged all the same.
+    `impacts tile --scenes DIR --out PATCHES` tiles every scene of DIR (or of --scene-list
+    FILE); with --array-index I only the I-th scene, or the I-th chunk with --array-size N
+    or --chunk-size K (`impacts tile merge` then joins the parts). Finished scenes are
+    skipped; a failed one leaves parts/NAME.failed.json for `impacts jobs summary`. Exits
+    non-zero when a scene failed; the other scenes are tiled and merged all the same.
     """
     given = given_options(ctx)
     if ctx.invoked_subcommand is not None:
@@ -192,29 +201,36 @@ def tile(
                 f"`impacts tile {ctx.invoked_subcommand}` takes its options after its name, not {names} before it"
             )
         return
-    if scenes_dir is None or out_dir is None:  # required to tile, not before a subcommand
-        missing = "scenes_dir" if scenes_dir is None else "out_dir"
+    if scenes_dir is not None and scene_list is not None:
+        raise click.UsageError("pass --scenes DIR or --scene-list FILE, not both")
+    if (scenes_dir is None and scene_list is None) or out_dir is None:  # not before a subcommand
+        missing = "out_dir" if out_dir is None else "scenes_dir"
         raise click.MissingParameter(ctx=ctx, param=next(p for p in ctx.command.params if p.name == missing))
     # The first of DEPRECATED_FLAGS given decides; the other one would clash with it.
     deprecated = [p for name in DEPRECATED_FLAGS for p in given if p.name == name]
     if deprecated:
         _deprecated(ctx, deprecated[0], given)
     if reviewed_csv is not None:
+        assert scenes_dir is not None  # the deprecated flags refuse --scene-list above
         _add_reviewed(reviewed_csv, scenes_dir, out_dir)
         return
     cfg = _tile_config(config_path, sets, seed, workers, test_scenes)
     if merge_only:
         _merge(scenes_dir, out_dir)
         return
-    _tile_scenes(scenes_dir, out_dir, cfg, array_index)
+    chunking = array_chunking(array_index, array_size, chunk_size)
+    _tile_scenes(scenes_dir, scene_list, out_dir, cfg, array_index, chunking)
 
 
 @tile.command("merge", short_help="Join the scenes tiled one by one (--array-index) into manifest.csv.")
-@scenes_option(SCENES_HELP)
+@scenes_option(SCENES_HELP + "  [or --scene-list]", required=False)
+@scene_list_option("Merge")
 @out_option(PATCHES_HELP)
-def tile_merge(scenes_dir: Path, out_dir: Path) -> None:
+def tile_merge(scenes_dir: Path | None, scene_list: Path | None, out_dir: Path) -> None:
     """Merge the scenes already tiled (`impacts tile --array-index N`) into PATCHES/manifest.csv."""
-    _merge(scenes_dir, out_dir)
+    if (scenes_dir is None) == (scene_list is None):
+        raise click.UsageError("pass --scenes DIR or --scene-list FILE (one of them)")
+    _merge(scenes_dir, out_dir, scene_list)
 
 
 @tile.command(
@@ -269,13 +285,21 @@ def _tile_config(
     return load_config(config_path, TileConfig, overrides)
 
 
-def _tile_scenes(scenes_dir: Path, out_dir: Path, cfg: TileConfig, array_index: int | None) -> None:
-    """``impacts tile``: tile the folder (or its N-th scene) and print one line per scene."""
+def _tile_scenes(
+    scenes_dir: Path | None,
+    scene_list: Path | None,
+    out_dir: Path,
+    cfg: TileConfig,
+    array_index: int | None,
+    chunking: Chunking,
+) -> None:
+    """``impacts tile``: tile the folder or list (or an array element's chunk of it) and print
+    one line per scene."""
     from impacts.errors import ImpactsError
     from tiling.patchset import PatchSetLayout
     from tiling.pipeline import tile_folder
 
-    outcomes = tile_folder(scenes_dir, out_dir, cfg, array_index)
+    outcomes = tile_folder(scenes_dir, out_dir, cfg, array_index, scene_list=scene_list, chunking=chunking)
     click.echo(f"{'scene':32} {'split':5} {'status':8} {'impacts':>7} {'pos':>5} {'neg':>5} {'pool':>5}")
     for o in outcomes:
         c = o.counts
@@ -292,16 +316,23 @@ def _tile_scenes(scenes_dir: Path, out_dir: Path, cfg: TileConfig, array_index: 
         raise ImpactsError(
             f"{len(failed)} of {len(outcomes)} scenes failed ({', '.join(failed)}); fix them as said above and run the same command again (finished scenes are kept)"
         )
-    if not any(o.status in ("done", "resumed") for o in outcomes):
-        raise ImpactsError(f"no scene of {scenes_dir} could be tiled; see the messages above")
+    if outcomes and not any(o.status in ("done", "resumed") for o in outcomes):
+        raise ImpactsError(f"no scene of {scene_list or scenes_dir} could be tiled; see the messages above")
 
 
-def _merge(scenes_dir: Path, out_dir: Path) -> None:
-    """``impacts tile merge``: join the per-scene parts into one manifest.csv."""
+def _merge(scenes_dir: Path | None, out_dir: Path, scene_list: Path | None = None) -> None:
+    """``impacts tile merge``: join the per-scene parts (of a folder's or a list's scenes)
+    into one manifest.csv."""
+    from impacts.chunks import read_scene_list
     from tiling.io import find_scenes
     from tiling.pipeline import merge_parts
 
-    count = merge_parts(out_dir, [s.name for s in find_scenes(scenes_dir)])
+    if scene_list is not None:
+        names = [s.name for s in read_scene_list(scene_list)]
+    else:
+        assert scenes_dir is not None
+        names = [s.name for s in find_scenes(scenes_dir)]
+    count = merge_parts(out_dir, names)
     click.echo(f"merged {count} patches into {out_dir / 'manifest.csv'}")
 
 

@@ -27,11 +27,15 @@ import numpy as np
 from tqdm import tqdm
 
 from impacts.atomic import fsync_path, fsync_tree, read_marker, write_json_atomic
-from impacts.errors import ImpactsError, MaskMissingError, PatchSetError, SceneError
+from impacts.chunks import Chunking, read_scene_list, select
+from impacts.errors import ConfigError, ImpactsError, MaskMissingError, PatchSetError, SceneError
+from impacts.failures import FAILED, SKIPPED, clear_failure, write_failure
 from impacts.provenance import write_run_record
+from impacts.scenes import MASK_SUFFIX, scene_file
 from tiling.config import TileConfig
 from tiling.cutter import SceneCutter, scene_salt
 from tiling.io import SceneFiles, find_scenes, open_scene, read_window
+from tiling.labels import scene_labels
 from tiling.patchset import (
     MANIFEST_NAME,
     OBJECTS_NAME,
@@ -190,48 +194,102 @@ def _workers(cfg: TileConfig, n_scenes: int) -> int:
     return max(1, min(cfg.workers or os.cpu_count() or 1, n_scenes))
 
 
-def tile_folder(
-    scenes_dir: Path, out: Path, cfg: TileConfig, array_index: int | None = None
-) -> list[SceneOutcome]:
-    """Tile every scene of a folder (or only the ``array_index``-th, 1-based, for LSF job
-    arrays) and, unless ``array_index`` is given, merge the parts into ``manifest.csv``.
+def failure_path(out: Path, scene: str) -> Path:
+    """``parts/NAME.failed.json``: the record of a scene that failed or was skipped
+    (:mod:`impacts.failures`), removed once it is tiled."""
+    return PatchSetLayout(out).parts / f"{scene}.failed.json"
 
-    Returns:
-        One outcome per scene handled, in name order.
+
+def is_tiled(out: Path, scene: str) -> bool:
+    """Whether ``scene`` has a complete part in the patch set ``out`` (any settings)."""
+    return _completed(out, scene, None) is not None
+
+
+def listed_scenes(scene_list: Path) -> list[SceneFiles]:
+    """The scenes of a scene list (:func:`impacts.chunks.read_scene_list`), in line order,
+    each with its ``NAME_mask.tif`` or label catalog beside it (None where there is neither
+    or the image is missing).
 
     Raises:
-        SceneNotFoundError: The folder is missing or empty, or ``array_index`` is out of range.
+        SceneNotFoundError: The list does not exist or names no scene.
+        SceneError: A line is not a scene file name, or two lines name one scene.
     """
-    scenes = find_scenes(scenes_dir)
+    scenes = []
+    for listed in read_scene_list(scene_list):
+        mask = scene_file(listed.path.parent, listed.name, MASK_SUFFIX)
+        labels = scene_labels(listed.path.parent, listed.name, mask if mask.is_file() else None)
+        scenes.append(SceneFiles(listed.name, listed.path, labels))
+    return scenes
+
+
+def tile_folder(
+    scenes_dir: Path | None,
+    out: Path,
+    cfg: TileConfig,
+    array_index: int | None = None,
+    *,
+    scene_list: Path | None = None,
+    chunking: Chunking | None = None,
+) -> list[SceneOutcome]:
+    """Tile every scene of a folder or of a scene list (or only the chunk LSF array element
+    ``array_index``, 1-based, takes: :mod:`impacts.chunks`) and, unless ``array_index`` is
+    given, merge the parts into ``manifest.csv``.
+
+    Every element draws the same splits from all the scenes (with masks) of the folder or
+    list. A failed or skipped scene leaves ``parts/NAME.failed.json`` (removed once it is
+    tiled), which ``impacts jobs summary`` reads; a listed file that does not exist fails
+    its own scene.
+
+    Returns:
+        One outcome per scene handled, in name (folder) or line (list) order.
+
+    Raises:
+        SceneNotFoundError: The folder or list is missing or empty, or ``array_index`` is out
+            of range.
+        SceneError: A scene list names a scene twice or has a line that is no scene name.
+        ConfigError: Both or neither of ``scenes_dir`` and ``scene_list``; a chunking without index.
+    """
+    if (scenes_dir is None) == (scene_list is None):
+        raise ConfigError("pass --scenes DIR or --scene-list FILE (one of them)")
+    if scene_list is not None:
+        scenes = listed_scenes(scene_list)
+    else:
+        assert scenes_dir is not None
+        scenes = find_scenes(scenes_dir)
+    images = {s.name: s.image for s in scenes}
     with_mask = [s.name for s in scenes if s.mask is not None]
     splits = assign_splits(with_mask, cfg.split, cfg.seed)
-    todo = scenes
-    if array_index is not None:
-        if not 1 <= array_index <= len(scenes):
-            raise SceneError(
-                f"array index {array_index} is outside 1..{len(scenes)} (scenes in {scenes_dir}); size the job array to the scene count"
-            )
-        todo = [scenes[array_index - 1]]
+    todo = select(scenes, array_index, chunking)
+    if not todo:
+        log.warning("array element %s has no scene (more elements than scenes)", array_index)
     out.mkdir(parents=True, exist_ok=True)
+    PatchSetLayout(out).parts.mkdir(exist_ok=True)
     write_run_record(out, cfg, cfg.seed, "tile")
     outcomes: dict[str, SceneOutcome] = {}
-    workers = _workers(cfg, len(todo))
+    bar = tqdm(total=len(todo), desc="tiling scenes", unit="scene", disable=None)
+    for s in todo:
+        if not s.image.is_file():
+            message = f"{s.image} does not exist; fix its line in the scene list or restore the file"
+            outcomes[s.name] = _report(
+                SceneOutcome(s.name, "failed", splits.get(s.name, ""), message), bar, out, s.image
+            )
+    present = [s for s in todo if s.name not in outcomes]
+    workers = _workers(cfg, len(present))
     # Per scene: one core cuts patches, the rest decode stripes (read ahead by a thread).
     threads = max(1, (os.cpu_count() or 1) // workers - 1)
-    bar = tqdm(total=len(todo), desc="tiling scenes", unit="scene", disable=None)
     try:
         if workers == 1:
-            results = (tile_scene(s, splits.get(s.name, ""), cfg, out, threads) for s in todo)
+            results = (tile_scene(s, splits.get(s.name, ""), cfg, out, threads) for s in present)
             for outcome in results:
-                outcomes[outcome.scene] = _report(outcome, bar)
+                outcomes[outcome.scene] = _report(outcome, bar, out, images[outcome.scene])
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
                 futures = [
-                    pool.submit(tile_scene, s, splits.get(s.name, ""), cfg, out, threads) for s in todo
+                    pool.submit(tile_scene, s, splits.get(s.name, ""), cfg, out, threads) for s in present
                 ]
                 for future in as_completed(futures):
                     outcome = future.result()
-                    outcomes[outcome.scene] = _report(outcome, bar)
+                    outcomes[outcome.scene] = _report(outcome, bar, out, images[outcome.scene])
     finally:
         bar.close()
     if array_index is None and any(o.status in ("done", "resumed") for o in outcomes.values()):
@@ -241,12 +299,16 @@ def tile_folder(
     return ordered
 
 
-def _report(outcome: SceneOutcome, bar: tqdm) -> SceneOutcome:
+def _report(outcome: SceneOutcome, bar: tqdm, out: Path, image: Path) -> SceneOutcome:
     bar.update(1)
+    record = failure_path(out, outcome.scene)
     if outcome.status == "failed":
         log.error("scene %s failed: %s", outcome.scene, outcome.message)
     elif outcome.status == "skipped":
         log.warning("scene %s skipped: %s", outcome.scene, outcome.message)
     else:
         log.info("scene %s (%s) %s: %s", outcome.scene, outcome.split, outcome.status, outcome.counts)
+        clear_failure(record)
+    if outcome.status in (FAILED, SKIPPED):
+        write_failure(record, outcome.scene, image, outcome.message, status=outcome.status)
     return outcome

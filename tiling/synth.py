@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rasterio.crs import CRS
 from rasterio.transform import Affine
 
 from impacts.atomic import atomic_path
 from impacts.errors import SceneError
 from tiling.config import SynthConfig
+from tiling.crs import MARS_EQC, MARS_RADIUS_M
 from tiling.io import geotiff_profile, open_geotiff_writer, write_window
 from tiling.synth_objects import OBJECT_KINDS, PlantedObject, make_footprint, plant_objects
 from tiling.synth_realistic import plant_realistic
@@ -32,11 +32,8 @@ from tiling.synth_sensor import draw_sensor
 
 log = logging.getLogger(__name__)
 
-MARS_RADIUS_M = 3_396_190.0
-#: Equirectangular projection on the Mars sphere, true scale at the equator.
-MARS_EQC = CRS.from_proj4(
-    f"+proj=eqc +lat_ts=0 +lat_0=0 +lon_0=0 +x_0=0 +y_0=0 +R={MARS_RADIUS_M:.0f} +units=m +no_defs"
-)
+# MARS_EQC (the grid of every synthetic scene: IAU_2015:49910, equirectangular on the Mars
+# 2015 sphere) and MARS_RADIUS_M are owned by tiling.crs and imported from here by callers.
 #: Columns of ``NAME_objects.csv``: the first seven for every object; ``cluster_size`` (craters
 #: under the halo, 1 for a single crater) and ``contrast`` (share of the brightness the blast
 #: zone removes at its centre) only for impacts, empty for look-alikes.

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from impacts.options import (
+    array_chunking,
     array_index_option,
     config_option,
     data_option,
@@ -21,6 +22,7 @@ from impacts.options import (
     option_overrides,
     out_option,
     patchset_option,
+    scene_list_option,
     scenes_option,
     set_option,
 )
@@ -217,7 +219,8 @@ def _scene_line(m: dict[str, Any]) -> str:
 
 @click.command()
 @model_option
-@click.argument("target", type=click.Path(path_type=Path))
+@click.argument("target", type=click.Path(path_type=Path), required=False)
+@scene_list_option("Predict")
 @out_option("Folder for NAME_prob.tif and NAME_detections.geojson/.csv.")
 @click.option("--window-px", type=int, default=None, help="Window side [256].")
 @click.option("--overlap-px", type=int, default=None, help="Window overlap, blended away [64].")
@@ -232,7 +235,8 @@ def _scene_line(m: dict[str, Any]) -> str:
 @array_index_option("Predict")
 def predict(
     model_path: Path,
-    target: Path,
+    target: Path | None,
+    scene_list: Path | None,
     out_dir: Path,
     window_px: int | None,
     overlap_px: int | None,
@@ -240,16 +244,27 @@ def predict(
     threshold: float | None,
     merge_distance_px: int | None,
     array_index: int | None,
+    array_size: int | None,
+    chunk_size: int | None,
 ) -> None:
-    """Predict whole scenes (TARGET: NAME.tif or a folder): NAME_prob.tif, NAME_detections.geojson/.csv.
+    """Predict whole scenes (TARGET: NAME.tif or a folder, or --scene-list FILE): NAME_prob.tif,
+    NAME_detections.geojson/.csv.
 
-    Exits non-zero when a scene failed; the other scenes are predicted all the same.
+    As an LSF array element (--array-index $LSB_JOBINDEX, with --array-size N or
+    --chunk-size K) it predicts its chunk of the scenes; finished scenes are skipped, a
+    failed one leaves NAME_predict.failed.json for `impacts jobs summary`. Exits non-zero
+    when a scene failed; the other scenes are predicted all the same.
     """
     _quiet_tensorflow()
+    from impacts.chunks import select
     from impacts.config import validate_config
     from impacts.errors import ImpactsError
     from training.bundle import load_bundle
-    from training.predict import PredictConfig, predict_path
+    from training.predict import PredictConfig, predict_path, predict_targets
+
+    if (target is None) == (scene_list is None):
+        raise click.UsageError("pass a scene file or folder (TARGET), or --scene-list FILE: one of them")
+    chunking = array_chunking(array_index, array_size, chunk_size)
 
     given = {
         "window_px": window_px,
@@ -265,8 +280,12 @@ def predict(
         "see `impacts predict --help`",
         names={k: "--" + k.replace("_", "-") for k in given},
     )
+    # A missing list or folder, or an index out of range, is one line before TensorFlow loads.
+    select(predict_targets(target, scene_list), array_index, chunking)
     bundle = load_bundle(model_path)
-    outcomes = predict_path(bundle, target, out_dir, cfg, array_index)
+    outcomes = predict_path(
+        bundle, target, out_dir, cfg, array_index, scene_list=scene_list, chunking=chunking
+    )
     for o in outcomes:
         click.echo(
             f"{o.scene:32} {o.status:8} detections={o.detections}"
@@ -278,3 +297,86 @@ def predict(
         raise ImpactsError(
             f"{len(failed)} of {len(outcomes)} scenes failed ({', '.join(failed)}); fix them as said above and run the same command again (finished scenes are kept)"
         )
+
+
+@click.group()
+def jobs() -> None:
+    """LSF job arrays over a scene list: what is done, what to resubmit."""
+
+
+@jobs.command("summary")
+@scene_list_option("Summarize", ", as the array ran over it  [required]")
+@out_option("Output folder of the array (PREDICTIONS; the patch set for --job tile).")
+@click.option("--array-size", type=click.IntRange(min=1), default=None, help="The array's --array-size N.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=None, help="The array's --chunk-size K.")
+@click.option(
+    "--job",
+    type=click.Choice(["predict", "tile"]),
+    default="predict",
+    show_default=True,
+    help="What the array ran.",
+)
+@click.option(
+    "--bsub-script",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The job script to resubmit [jobs/JOB.bsub].",
+)
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="The bundle the array predicted with (MODEL in the resubmission line).",
+)
+@click.option("--show", type=int, default=20, show_default=True, help="Failed scenes to list one per line.")
+def jobs_summary(
+    scene_list: Path | None,
+    out_dir: Path,
+    array_size: int | None,
+    chunk_size: int | None,
+    job: str,
+    bsub_script: Path | None,
+    model_path: Path | None,
+    show: int,
+) -> None:
+    """Count done, failed, skipped and missing scenes of an array run over --scene-list, and
+    print the `bsub` line that resubmits only the elements holding failed or missing scenes.
+
+    Pass the same --array-size N or --chunk-size K as the run (neither: one scene per
+    element). Exits 1 while a scene is failed or missing.
+    """
+    from impacts.chunks import Chunking
+    from training.jobs import LSF_MAX_ARRAY_SIZE, array_environment, failed_line, resubmit_command, summarize
+
+    if scene_list is None:
+        raise click.UsageError("pass --scene-list FILE: the list the array ran over")
+    if array_size is not None and chunk_size is not None:
+        raise click.UsageError("pass --array-size N or --chunk-size K, not both")
+    chunking = Chunking(array_size=array_size, chunk_size=chunk_size)
+    summary = summarize(scene_list, out_dir, chunking, job)
+    counts = summary.counts()
+    click.echo(
+        f"{len(summary.scenes)} scenes of {scene_list} in {summary.elements} array elements ({chunking.describe()})"
+    )
+    click.echo("  ".join(f"{status} {count}" for status, count in counts.items()))
+    if summary.elements > LSF_MAX_ARRAY_SIZE:
+        click.echo(
+            f"warning: {summary.elements} elements exceed LSF's default MAX_JOB_ARRAY_SIZE "
+            f"({LSF_MAX_ARRAY_SIZE}); use --array-size {LSF_MAX_ARRAY_SIZE} or fewer",
+            err=True,
+        )
+    problems = [s for s in summary.scenes if s.status in ("failed", "skipped")]
+    for state in problems[:show]:
+        click.echo(failed_line(state))
+    if len(problems) > show:
+        click.echo(f"... and {len(problems) - show} more failed or skipped scenes")
+    rerun = summary.to_rerun()
+    if not rerun:
+        click.echo("nothing to resubmit: every scene is done" + (" or skipped" if counts["skipped"] else ""))
+        return
+    script = bsub_script or Path("jobs") / f"{job}.bsub"
+    env = array_environment(job, scene_list, out_dir, chunking, model_path)
+    click.echo(f"resubmit {len(rerun)} elements:")
+    click.echo(resubmit_command(script, rerun, env))
+    raise click.exceptions.Exit(1)  # work remains: scripts can test the exit code

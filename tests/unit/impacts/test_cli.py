@@ -5,7 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import rasterio
 from click.testing import CliRunner
 
 from impacts.cli import main
@@ -208,8 +210,13 @@ def test_every_command_reports_a_bad_option_or_override_in_one_line(
 
 def test_a_bundle_from_another_version_is_one_line_naming_the_key(tmp_path: Path) -> None:
     bundle = _stub_bundle(tmp_path / "bundle", "seed: 0\nmodel: {depth: 2, retired_option: 1}\n")
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    profile = {"driver": "GTiff", "height": 64, "width": 64, "count": 1, "dtype": "uint8"}
+    with rasterio.open(scenes / "S1.tif", "w", **profile) as ds:  # predict checks its scenes first
+        ds.write(np.zeros((1, 64, 64), np.uint8))
     result = CliRunner().invoke(
-        main, ["-q", "predict", "--model", str(bundle), str(tmp_path), "--out", str(tmp_path / "o")]
+        main, ["-q", "predict", "--model", str(bundle), str(scenes), "--out", str(tmp_path / "o")]
     )
     assert result.exit_code != 0 and "Traceback" not in result.output
     (error,) = [line for line in result.output.splitlines() if line.startswith("Error:")]
