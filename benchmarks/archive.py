@@ -30,6 +30,9 @@ import sys
 import time
 from pathlib import Path
 
+# This folder holds benchmarks/tiling.py, which would shadow the tiling package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / ".bench" / "archive"
 REFERENCE_SIZES = REPO.parent / "shared" / "reference" / "ctx_scene_sizes.csv"
@@ -162,6 +165,56 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:,.1f} h ({seconds / 86400:,.2f} days)"
 
 
+def label_catalog(points: int, height: int = 30_000, width: int = 5_000, patch: int = 128) -> None:
+    """Draw every 128 px window of a CTX-sized grid from a catalog of ``points`` points
+    (tiling/labels.py: a grid index, each window rasterizes only its own labels) and
+    print the time per window, the labels per window and the peak traced memory."""
+    import tracemalloc
+
+    import numpy as np
+    from rasterio.transform import from_origin
+
+    from tiling.crs import MARS_EQC
+    from tiling.labels import open_labels
+
+    rng = np.random.default_rng(0)
+    path = WORK / f"labels-{points}.csv"
+    if not path.is_file():
+        WORK.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["x", "y", "diameter_m"])
+            for row, col, d in zip(
+                rng.uniform(0, height, points),
+                rng.uniform(0, width, points),
+                rng.uniform(6, 60, points),
+                strict=True,
+            ):
+                writer.writerow([f"{col * 6:.1f}", f"{-row * 6:.1f}", f"{d:.1f}"])
+    transform = from_origin(0, 0, 6, 6)
+    tracemalloc.start()
+    started = time.perf_counter()
+    labels = open_labels(path, height, width, transform, MARS_EQC)
+    opened = time.perf_counter() - started
+    _, open_peak = tracemalloc.get_traced_memory()
+    tracemalloc.reset_peak()
+    started, drawn, windows, impact_px = time.perf_counter(), 0, 0, 0
+    for row in range(0, height - patch + 1, patch):
+        for col in range(0, width - patch + 1, patch):
+            drawn += len(labels.candidates(row, col, patch, patch))
+            impact_px += int(labels.mask_window(row, col, patch, patch).sum())
+            windows += 1
+    seconds = time.perf_counter() - started
+    _, window_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(
+        f"label catalog: {points:,} points on {height:,} x {width:,} px: opened in {opened:.1f} s "
+        f"(peak {open_peak / 2**20:.0f} MiB, the catalog itself); {windows:,} windows of {patch} px drawn in "
+        f"{seconds:.1f} s ({seconds / windows * 1e3:.2f} ms each, {drawn / windows:.1f} labels each, "
+        f"peak {window_peak / 2**20:.1f} MiB while drawing; {impact_px / (windows * patch * patch):.1%} impact px)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -179,7 +232,15 @@ def main() -> None:
     parser.add_argument("--gpus-per-node", type=int, default=4)
     parser.add_argument("--array-size", type=int, default=500, help="Elements of the archive's job array.")
     parser.add_argument("--cores-per-element", type=int, default=4, help="Cores of one element (bsub -n).")
+    parser.add_argument(
+        "--label-points",
+        type=int,
+        default=100_000,
+        help="Points of the label-catalog measurement (0 = skip).",
+    )
     args = parser.parse_args()
+    if args.label_points:
+        label_catalog(args.label_points)
 
     bundle = WORK / "bundle"
     if not (bundle / "model.keras").is_file():
