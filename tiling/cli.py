@@ -83,6 +83,13 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
     default=None,
     help="Write the last N scenes without a mask (to exercise that path).",
 )
+@click.option(
+    "--before/--no-before",
+    default=None,
+    help="Also write each scene's earlier image, NAME_before.tif (no new impacts, another "
+    "grid, sun and gain, a planted misregistration), and its truth NAME_before.json "
+    "(settings under `before` in configs/synth.yaml) [config: no].",
+)
 @config_option("configs/synth.yaml")
 @set_option("difficulty=hard")
 def synth(
@@ -94,10 +101,12 @@ def synth(
     density: float | None,
     strips: bool | None,
     without_mask: int | None,
+    before: bool | None,
     config_path: Path | None,
     sets: tuple[str, ...],
 ) -> None:
-    """Write CTX-like synthetic Mars scenes: NAME.tif, NAME_mask.tif, NAME_objects.csv, data.csv."""
+    """Write CTX-like synthetic Mars scenes: NAME.tif, NAME_mask.tif, NAME_objects.csv, data.csv
+    (with --before also NAME_before.tif and NAME_before.json)."""
     from tqdm import tqdm
 
     from impacts.config import load_config
@@ -115,6 +124,7 @@ def synth(
             "impact_density": density,
             "strips": None if strips is None else str(strips).lower(),
             "without_mask": without_mask,
+            "before.enabled": None if before is None else str(before).lower(),
         },
         sets,
     )
@@ -128,6 +138,12 @@ def synth(
             f"{s.file_name}  {s.height}x{s.width}  impacts={s.counts['impact']}  craters={s.counts['crater']}  "
             f"look-alikes={lookalikes}  impact_px={100 * s.impact_fraction:.2f}%{'' if s.has_mask else '  (no mask)'}"
         )
+        if s.before is not None:
+            b = s.before
+            click.echo(
+                f"  {b.file_name}  {b.height}x{b.width}  {b.res_m:.2f} m/px  "
+                f"shift={b.shift_row_px:+.2f},{b.shift_col_px:+.2f} px  faded={len(b.faded)}"
+            )
     click.echo(f"wrote {len(summaries)} scenes to {out_dir}")
 
 

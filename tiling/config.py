@@ -101,6 +101,60 @@ class RealisticConfig(StrictModel):
     ctx: CtxLook = Field(default_factory=CtxLook)
 
 
+class BeforeConfig(StrictModel):
+    """The earlier image of each scene (``impacts synth --before``): ``NAME_before.tif``, the
+    same ground before its new impacts fell, on another grid, with a planted misregistration.
+
+    Look-alikes stay; the scene's impacts are absent; some old impacts that have faded by the
+    time of the scene show in it. The sun, gain, brightness and noise differ. Every range
+    is drawn uniformly per scene; shifts and sun changes get a random sign.
+    """
+
+    enabled: bool = Field(
+        False, description="Write NAME_before.tif and NAME_before.json per scene (--before)."
+    )
+    res_m: Range = Field(
+        (5.0, 7.0), description="Range of the earlier image's pixel size in metres (scenes: res_m)."
+    )
+    margin_px: int = Field(
+        32, ge=0, description="Scene px the earlier grid extends beyond the scene's on every side."
+    )
+    shift_px: Range = Field(
+        (1.0, 4.0),
+        description="Range of the planted misregistration per axis in scene px (magnitude; sign random).",
+    )
+    gain: Range = Field((0.85, 1.15), description="Range of the earlier image's gain.")
+    offset_grey: Range = Field((-15.0, 15.0), description="Range of the earlier image's brightness offset.")
+    noise_grey: float = Field(3.0, ge=0, description="Standard deviation of the earlier image's noise.")
+    sun_change_deg: Range = Field(
+        (10.0, 40.0),
+        description="Range of the change of sun azimuth in degrees (magnitude; sign random): "
+        "old craters' lit and shadowed walls, boulders' and relief's shadows turn with it.",
+    )
+    faded_share: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Chance per scene impact of an old impact elsewhere, dark in the earlier "
+        "image and faded away by the scene's time.",
+    )
+
+    @model_validator(mode="after")
+    def _ranges(self) -> BeforeConfig:
+        for name in ("res_m", "shift_px", "gain", "offset_grey", "sun_change_deg"):
+            _ordered(name, *getattr(self, name))
+        if self.res_m[0] <= 0 or self.gain[0] <= 0:
+            raise ValueError("res_m and gain must be positive")
+        if self.shift_px[0] < 0 or not 0 <= self.sun_change_deg[0] <= self.sun_change_deg[1] <= 180:
+            raise ValueError("shift_px must be >= 0 and sun_change_deg within [0, 180]")
+        if self.margin_px < 3 * self.shift_px[1]:
+            raise ValueError(
+                f"margin_px {self.margin_px} leaves the shifted earlier image short of the scene; "
+                f"make it at least 3 x the largest shift ({3 * self.shift_px[1]:g})"
+            )
+        return self
+
+
 class SynthConfig(StrictModel):
     """Synthetic CTX-like scenes (``impacts synth``)."""
 
@@ -145,6 +199,9 @@ class SynthConfig(StrictModel):
         0, ge=0, description="How many scenes (the last ones) are written without a mask."
     )
     window_px: int = Field(1024, ge=256, description="Side of the windows the writer renders at a time.")
+    before: BeforeConfig = Field(
+        default_factory=BeforeConfig, description="The earlier image of each scene (--before)."
+    )
 
     @model_validator(mode="after")
     def _sizes(self) -> SynthConfig:

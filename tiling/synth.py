@@ -14,7 +14,7 @@ import logging
 import math
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from impacts.errors import SceneError
 from tiling.config import SynthConfig
 from tiling.crs import MARS_EQC, MARS_RADIUS_M
 from tiling.io import geotiff_profile, open_geotiff_writer, write_window
+from tiling.synth_before import BeforeTruth, write_before
 from tiling.synth_objects import OBJECT_KINDS, PlantedObject, make_footprint, plant_objects
 from tiling.synth_realistic import plant_realistic
 from tiling.synth_render import SceneSpec, render_window
@@ -219,6 +220,7 @@ class SceneSummary:
     has_mask: bool
     impact_fraction: float
     counts: dict[str, int]  # objects per kind, every kind of OBJECT_KINDS
+    before: BeforeTruth | None = None  # the earlier image, when cfg.before.enabled
 
 
 def write_scene(
@@ -263,7 +265,9 @@ def write_scene(
 def synth_scenes(
     out_dir: Path, cfg: SynthConfig, progress: Callable[[int], object] | None = None
 ) -> list[SceneSummary]:
-    """Write ``cfg.count`` scenes, their masks, object lists and ``data.csv`` into ``out_dir``.
+    """Write ``cfg.count`` scenes, their masks, object lists and ``data.csv`` into ``out_dir``,
+    and with ``cfg.before.enabled`` each scene's earlier image and its truth
+    (:mod:`tiling.synth_before`: ``NAME_before.tif``, ``NAME_before.json``).
 
     Args:
         out_dir: Output folder (created).
@@ -278,6 +282,9 @@ def synth_scenes(
     for index in range(cfg.count):
         name, spec = scene_spec(cfg, index)
         summary = write_scene(out_dir, name, spec, cfg, with_mask=index < cfg.count - cfg.without_mask)
+        if cfg.before.enabled:
+            transform = scene_transform(name, spec.height, spec.width, cfg.res_m)
+            summary = replace(summary, before=write_before(out_dir, name.text, spec, transform, cfg, index))
         summaries.append(summary)
         log.info(
             "scene %s: %dx%d px, %d impacts, %.3f%% impact pixels%s",

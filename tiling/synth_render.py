@@ -69,8 +69,15 @@ class SceneSpec:
 def value_noise(row0: int, col0: int, height: int, width: int, spacing: int, salt: int) -> np.ndarray:
     """Smooth value noise in [-1, 1) on the window, interpolated separably between lattice
     points ``spacing`` px apart (smoothstep weights)."""
-    fy = (row0 + np.arange(height)) / spacing
-    fx = (col0 + np.arange(width)) / spacing
+    return value_noise_at(row0 + np.arange(height), col0 + np.arange(width), spacing, salt)
+
+
+def value_noise_at(rows: np.ndarray, cols: np.ndarray, spacing: int, salt: int) -> np.ndarray:
+    """:func:`value_noise` at any ascending row and column coordinates (1-D, in scene px,
+    integers or not): ``(len(rows), len(cols))`` values; integer coordinates give the same
+    values as :func:`value_noise`, so another grid can sample the same ground."""
+    fy = rows / spacing
+    fx = cols / spacing
     iy, ix = np.floor(fy).astype(np.int64), np.floor(fx).astype(np.int64)
     ty, tx = (fy - iy).astype(np.float32), (fx - ix).astype(np.float32)
     ty, tx = ty * ty * (3 - 2 * ty), tx * tx * (3 - 2 * tx)
@@ -88,13 +95,20 @@ def terrain(
 ) -> np.ndarray:
     """Grey-level terrain (float32) with albedo variations at several scales and uniform
     white noise of amplitude ``white_noise`` (none when 0: the sensor adds its own)."""
-    out = np.full((height, width), TERRAIN_MEAN, dtype=np.float32)
-    for octave, (spacing, amplitude) in enumerate(TERRAIN_OCTAVES):
-        out += amplitude * value_noise(row0, col0, height, width, spacing, seed * 31 + octave)
-    rows = (row0 + np.arange(height))[:, None]
-    cols = (col0 + np.arange(width))[None, :]
+    rows = row0 + np.arange(height)
+    cols = col0 + np.arange(width)
+    out = terrain_at(rows, cols, seed)
     if white_noise:
-        out += white_noise * (2 * hash_unit(rows, cols, seed * 31 + 17) - 1)
+        out += white_noise * (2 * hash_unit(rows[:, None], cols[None, :], seed * 31 + 17) - 1)
+    return out
+
+
+def terrain_at(rows: np.ndarray, cols: np.ndarray, seed: int) -> np.ndarray:
+    """The albedo of :func:`terrain`, without white noise, at ascending row and column
+    coordinates in scene px (1-D, integers or not; see :func:`value_noise_at`)."""
+    out = np.full((len(rows), len(cols)), TERRAIN_MEAN, dtype=np.float32)
+    for octave, (spacing, amplitude) in enumerate(TERRAIN_OCTAVES):
+        out += amplitude * value_noise_at(rows, cols, spacing, seed * 31 + octave)
     return out
 
 
@@ -172,6 +186,28 @@ def _draw_ctx(
     return None
 
 
+def draw_object(
+    obj: PlantedObject, dr: np.ndarray, dc: np.ndarray, img: np.ndarray, sun: float
+) -> np.ndarray | None:
+    """Draw one object of either look into ``img`` (in place) with the sun in direction
+    ``sun``; ``dr``/``dc`` give each pixel's offset in px from the object's centre.
+
+    Returns:
+        The impact mask for impacts, else None.
+    """
+    if obj.look == "ctx":
+        return _draw_ctx(obj, dr, dc, img, sun)
+    if obj.kind == "impact":
+        return _impact(obj, dr, dc, img)
+    if obj.kind == "crater":
+        _crater(obj, dr, dc, img, sun)
+    elif obj.kind == "shadow":
+        _shadow(obj, dr, dc, img)
+    else:
+        _dune(obj, dr, dc, img)
+    return None
+
+
 def render_window(
     spec: SceneSpec, row0: int, col0: int, height: int, width: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -199,18 +235,9 @@ def render_window(
         dr = (np.arange(r_lo, r_hi, dtype=np.float32) - obj.row)[:, None]
         dc = (np.arange(c_lo, c_hi, dtype=np.float32) - obj.col)[None, :]
         dr, dc = np.broadcast_arrays(dr, dc)
-        if obj.look == "ctx":
-            hit = _draw_ctx(obj, dr, dc, sub, spec.sun_azimuth_rad)
-            if hit is not None:
-                mask[r_lo - row0 : r_hi - row0, c_lo - col0 : c_hi - col0] |= hit
-        elif obj.kind == "impact":
-            mask[r_lo - row0 : r_hi - row0, c_lo - col0 : c_hi - col0] |= _impact(obj, dr, dc, sub)
-        elif obj.kind == "crater":
-            _crater(obj, dr, dc, sub, spec.sun_azimuth_rad)
-        elif obj.kind == "shadow":
-            _shadow(obj, dr, dc, sub)
-        else:
-            _dune(obj, dr, dc, sub)
+        hit = draw_object(obj, dr, dc, sub, spec.sun_azimuth_rad)
+        if hit is not None:
+            mask[r_lo - row0 : r_hi - row0, c_lo - col0 : c_hi - col0] |= hit
     if spec.sensor is not None:
         spec.sensor.apply(img, row0, col0)
     rows = (row0 + np.arange(height, dtype=np.float64))[:, None]
