@@ -260,8 +260,12 @@ def open_scene(files: SceneFiles, threads: int = 1) -> Iterator[tuple[Any, Any, 
 
 
 @contextmanager
-def open_image(path: Path, threads: int = 1) -> Iterator[tuple[Any, SceneInfo]]:
+def open_image(path: Path, threads: int = 1, stored: bool = False) -> Iterator[tuple[Any, SceneInfo]]:
     """Open and validate a single scene image (no mask needed), e.g. for prediction.
+
+    ``stored=True`` yields the dataset itself, whose reads are the stored values
+    (``info.pixels`` maps them), for a GDAL view built over it (the warped view of an earlier
+    image, :mod:`tiling.pairs`).
 
     Raises:
         SceneNotFoundError: The file, or a data file its label names, does not exist.
@@ -273,7 +277,8 @@ def open_image(path: Path, threads: int = 1) -> Iterator[tuple[Any, SceneInfo]]:
     with gdal_env(threads):
         image = _open(path)
         try:
-            yield _image_info(image, path, path.stem)
+            reader, info = _image_info(image, path, path.stem)
+            yield (image if stored else reader), info
         finally:
             image.close()
 
