@@ -420,12 +420,23 @@ class PatchSet:
         records = read_manifest(manifest or PatchSetLayout(root).manifest)
         if not records:
             raise PatchSetError(f"{root}: the manifest lists no patch; tile some scenes first")
-        dtypes = {record_dtype(root, r) for r in first_per_shard(records)}
-        if len(dtypes) != 1:
-            raise PatchSetError(
-                f"{root}: patches of several pixel types {sorted(dtypes)}; tile uint8 and uint16 scenes into separate patch sets"
+        scenes_by_dtype: dict[str, set[str]] = {}
+        for r in first_per_shard(records):
+            scenes_by_dtype.setdefault(record_dtype(root, r), set()).add(r.scene)
+        if len(scenes_by_dtype) != 1:
+            # Name the scenes of the rarer types: those are usually the ones to move.
+            common = max(scenes_by_dtype, key=lambda d: len(scenes_by_dtype[d]))
+            others = "; ".join(
+                f"{dtype}: {', '.join(sorted(names)[:5])}{' ...' if len(names) > 5 else ''}"
+                for dtype, names in sorted(scenes_by_dtype.items())
+                if dtype != common
             )
-        return cls(root, records, dtypes.pop())
+            raise PatchSetError(
+                f"{root}: patches of several pixel types ({common} and {others}; float, signed and "
+                "negatively scaled products are read as uint16); tile scenes of one pixel type into one "
+                "patch set, the others into another (`impacts tile --out OTHER`)"
+            )
+        return cls(root, records, next(iter(scenes_by_dtype)))
 
     @property
     def layout(self) -> PatchSetLayout:

@@ -209,17 +209,22 @@ def test_bad_scenes_are_reported_and_the_others_go_on(scenes_dir: Path, tmp_path
         status["X02_000002_1800_XI_00N002W"][0] == "failed"
         and "resample the mask" in status["X02_000002_1800_XI_00N002W"][1]
     )
-    assert (
-        status["X03_000003_1800_XI_00N003W"][0] == "failed"
-        and "float32" in status["X03_000003_1800_XI_00N003W"][1]
-    )
+    # A float32 product is a scene now, stretched to uint16 (tiling/pixels.py); a patch set
+    # holding it beside uint8 scenes is refused by PatchSet.load, naming it (test_patchset).
+    assert status["X03_000003_1800_XI_00N003W"][0] == "done"
+    part = json.loads((tmp_path / "out" / "parts" / "X03_000003_1800_XI_00N003W" / "part.json").read_text())
+    assert part["dtype"] == "uint16"
     assert (
         status["X04_000004_1800_XI_00N004W"][0] == "failed"
-        and "cannot be opened" in status["X04_000004_1800_XI_00N004W"][1]
+        and "does not read it as a GeoTIFF" in status["X04_000004_1800_XI_00N004W"][1]
+        and "gdal_translate" in status["X04_000004_1800_XI_00N004W"][1]
     )
     ok = {name for name, (s, _) in status.items() if s == "done"}
-    assert ok == {good[0].stem, good[3].stem, good[4].stem}
-    assert {r.scene for r in read_manifest(tmp_path / "out" / "manifest.csv")} == ok
+    assert ok == {good[0].stem, good[3].stem, good[4].stem, "X03_000003_1800_XI_00N003W"}
+    # X03 is a test scene without impacts: no patch of its own.
+    assert {r.scene for r in read_manifest(tmp_path / "out" / "manifest.csv")} == ok - {
+        "X03_000003_1800_XI_00N003W"
+    }
     assert "Traceback" not in output and "scenes failed" in output
     assert not list((tmp_path / "out" / "parts").glob(".*"))
 
