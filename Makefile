@@ -46,11 +46,11 @@ image:
 	.ci/image.sh
 
 ## demo: synthetic scenes -> patches -> U-Net with one mining round -> evaluation -> predictions
-## -> review queue; ends serving the model and the review UI (about 22 min on 2 cores, measured 2026-12-01)
+## -> review queue; ends serving the model and the review UI (about 10 min on 2 cores, measured 2026-12-01)
 demo: install
 	$(BIN)/impacts synth --out $(DEMO)/scenes --count 6 --seed 7
 	$(BIN)/impacts tile --scenes $(DEMO)/scenes --out $(DEMO)/patches --config configs/tile.yaml
-	$(BIN)/impacts train --config configs/unet-demo.yaml --data $(DEMO)/patches --out $(DEMO)/run
+	$(BIN)/impacts train --config configs/unet-demo.yaml --data $(DEMO)/patches --scenes $(DEMO)/scenes --out $(DEMO)/run
 	$(BIN)/impacts evaluate --model $(DEMO)/run/bundle --data $(DEMO)/patches --split test --out $(DEMO)/eval
 	$(BIN)/impacts evaluate --model $(DEMO)/run/bundle --data $(DEMO)/patches --split test --scenes $(DEMO)/scenes \
 	  --out $(DEMO)/eval-scenes > $(DEMO)/eval-scenes.txt && cat $(DEMO)/eval-scenes.txt
